@@ -1,0 +1,30 @@
+"""Prometheus metrics of the gateway."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter(
+    "rtml_gateway_requests_total", "Prediction requests answered", ["endpoint", "model", "version", "status"]
+)
+LATENCY = Histogram(
+    "rtml_gateway_request_seconds",
+    "Time to answer a prediction request",
+    ["endpoint", "model"],
+    buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+CACHE = Counter("rtml_gateway_cache_total", "Gateway cache lookups by result", ["model", "result"])
+CACHE_ERRORS = Counter("rtml_gateway_cache_errors_total", "Redis failures (served uncached)", [])
+IN_FLIGHT = Gauge("rtml_gateway_in_flight_requests", "Requests waiting for a worker reply")
+TIMEOUTS = Counter(
+    "rtml_gateway_timeouts_total", "Requests answered 504 (no reply by the deadline)", ["model"]
+)
+UNAVAILABLE = Counter(
+    "rtml_gateway_unavailable_total", "Requests answered 503 (Kafka unreachable)", ["model"]
+)
+LATE_REPLIES = Counter(
+    "rtml_gateway_late_replies_total", "Replies with no waiting request (late or unknown)", []
+)
+LOG_ERRORS = Counter(
+    "rtml_gateway_log_errors_total", "Prediction-log records the gateway failed to write", []
+)

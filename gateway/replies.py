@@ -1,0 +1,162 @@
+"""Reply routing: each gateway instance owns one reply topic, read with a manual assignment.
+
+Why not a shared reply topic with a consumer group: a group rebalances whenever
+a gateway starts or stops, and during a rebalance replies land on partitions
+nobody (or the wrong instance) reads, so they are lost. An owned topic has no
+group and no rebalance: a reply goes to exactly the instance that waits for it.
+
+Pending requests are futures keyed by correlation id (the message key): register
+before publishing, await under the deadline, discard in ``finally``. Replies
+without a waiter (late, or for a request that timed out) are dropped and counted.
+If the consumer thread dies, every waiter is failed at once instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from gateway import metrics
+from rtml.errors import Unavailable
+from rtml.kafka import client_config
+from rtml.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+Pending = dict[bytes, "asyncio.Future[bytes]"]
+
+
+class ReplyRouter:
+    def __init__(self, kafka: KafkaSettings, topic: str, instance_id: str) -> None:
+        self.topic = topic
+        self._config = client_config(
+            kafka,
+            **{
+                # Required by librdkafka, but never used to join or commit: we assign manually.
+                "group.id": f"rtml.gateway.{instance_id}",
+                "client.id": f"{instance_id}-replies",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 5,
+                "error_cb": lambda error: log.warning("reply consumer error", extra={"error": error.str()}),
+            },
+        )
+        self._pending: Pending = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._assigned = threading.Event()
+        self.failure: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._assigned.is_set() and self._thread is not None and self._thread.is_alive()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def start(self, loop: asyncio.AbstractEventLoop, timeout_s: float = 15.0) -> None:
+        self._loop = loop
+        self._thread = threading.Thread(target=self._run, name="reply-consumer", daemon=True)
+        self._thread.start()
+        if not self._assigned.wait(timeout_s):
+            raise Unavailable(
+                f"reply consumer could not be assigned {self.topic}: {self.failure or 'timeout'}"
+            )
+
+    def register(self, correlation_id: bytes) -> asyncio.Future[bytes]:
+        if correlation_id in self._pending:
+            raise KeyError(correlation_id)
+        assert self._loop is not None
+        future: asyncio.Future[bytes] = self._loop.create_future()
+        self._pending[correlation_id] = future
+        return future
+
+    def discard(self, correlation_id: bytes) -> None:
+        self._pending.pop(correlation_id, None)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+
+    def _run(self) -> None:
+        try:
+            consumer = self._assign()
+        except Exception as exc:
+            self.failure = str(exc)
+            log.exception("reply consumer failed to start")
+            return
+        try:
+            self._consume(consumer)
+        except Exception as exc:
+            self.failure = str(exc)
+            log.exception("reply consumer died; failing every pending request")
+        finally:
+            self._assigned.clear()
+            self._call_soon(self._fail_all, self.failure or "gateway shutting down")
+            consumer.close()
+
+    def _assign(self) -> Consumer:
+        consumer = Consumer(self._config)
+        deadline = time.monotonic() + 15.0
+        while True:
+            try:
+                partitions = self._end_offsets(consumer)
+                break
+            except (KafkaException, RuntimeError):
+                # A just-created topic needs a moment for metadata and leadership to settle.
+                if time.monotonic() > deadline:
+                    consumer.close()
+                    raise
+                time.sleep(0.1)
+        consumer.assign(partitions)
+        self._assigned.set()
+        log.info("reply consumer assigned", extra={"topic": self.topic, "partitions": len(partitions)})
+        return consumer
+
+    def _end_offsets(self, consumer: Consumer) -> list[TopicPartition]:
+        """Each partition at its current end, explicitly: no reply produced after this can be skipped."""
+        metadata = consumer.list_topics(self.topic, timeout=5.0).topics[self.topic]
+        if metadata.error is not None or not metadata.partitions:
+            raise RuntimeError(f"reply topic {self.topic}: {metadata.error}")
+        partitions = []
+        for partition in metadata.partitions:
+            _low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=5.0)
+            partitions.append(TopicPartition(self.topic, partition, high))
+        return partitions
+
+    def _consume(self, consumer: Consumer) -> None:
+        while not self._stopping.is_set():
+            messages = consumer.consume(1000, 0.05)
+            replies = [(m.key(), m.value()) for m in messages if m.error() is None]
+            if replies:
+                self._call_soon(self._resolve, replies)
+
+    def _call_soon(self, callback: object, argument: object) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(callback, argument)  # type: ignore[arg-type]
+
+    def _resolve(self, replies: list[tuple[bytes | None, bytes | None]]) -> None:
+        for key, value in replies:
+            future = self._pending.get(key) if key is not None else None
+            if future is None or future.done() or value is None:
+                metrics.LATE_REPLIES.inc()
+                continue
+            future.set_result(value)
+
+    def fail(self, correlation_id: bytes, error: Exception) -> None:
+        """Fail one waiter (called on the event loop, e.g. when its request was never delivered)."""
+        future = self._pending.get(correlation_id)
+        if future is not None and not future.done():
+            future.set_exception(error)
+
+    def _fail_all(self, reason: str) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(Unavailable(f"reply consumer stopped: {reason}"))

@@ -1,0 +1,262 @@
+"""The gateway's one service object: route, read the cache, publish, await the reply.
+
+Called by every transport (the REST API today; the Open Inference Protocol and
+others later), so behaviour and errors are identical whichever way a request
+arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+from confluent_kafka import KafkaError, Message
+
+from gateway import metrics
+from gateway.cache import GatewayCache
+from gateway.model_table import ModelTable
+from gateway.replies import ReplyRouter
+from rtml.cache_keys import cache_key, decode_value
+from rtml.errors import DeadlineExceeded, InvalidInput, RtmlError, Unavailable, from_code
+from rtml.features import check_row, check_rows
+from rtml.kafka import PolledProducer
+from rtml.settings import Settings
+from schemas.messages import Label
+from schemas.wire import encode_prediction_record, encode_request
+
+log = logging.getLogger(__name__)
+
+
+class RequestIdInUse(RtmlError):
+    status = 409
+    code = "conflict"
+    dead_letter_reason = "invalid_request"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The answer to one request of one or more rows."""
+
+    request_id: str
+    model: str
+    version: str
+    predictions: list[Label]
+    probabilities: list[list[float]] | None
+    from_cache: bool
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class PredictionService:
+    def __init__(
+        self,
+        settings: Settings,
+        models: ModelTable,
+        producer: PolledProducer,
+        replies: ReplyRouter,
+        cache: GatewayCache,
+    ) -> None:
+        self.models = models
+        self._kafka = settings.kafka
+        self._gateway = settings.gateway
+        self._producer = producer
+        self._replies = replies
+        self._cache = cache
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._undelivered: set[bytes] = set()
+
+    @property
+    def kafka_up(self) -> bool:
+        return self._producer.health.up
+
+    def timeout_s(self, timeout_ms: int | None) -> float:
+        if timeout_ms is None:
+            return self._gateway.default_timeout_ms / 1000
+        if not 1 <= timeout_ms <= self._gateway.max_timeout_ms:
+            raise InvalidInput(f"timeout_ms is {timeout_ms}; expected 1..{self._gateway.max_timeout_ms}")
+        return timeout_ms / 1000
+
+    async def predict(
+        self,
+        model: str,
+        version: str | None,
+        rows: Sequence[object],
+        *,
+        use_cache: bool = True,
+        timeout_ms: int | None = None,
+        request_id: str | None = None,
+        field: str = "features",
+    ) -> Prediction:
+        metadata = self.models.resolve(model, version)
+        if field == "features":  # a single row: name its values features[i], not features[0][i]
+            check_row(rows[0], metadata.n_features, model, metadata.version, field)
+        else:
+            check_rows(rows, metadata.n_features, model, metadata.version, field)
+        timeout_s = self.timeout_s(timeout_ms)
+        features: Sequence[Sequence[float]] = rows  # type: ignore[assignment]  # checked above
+        request_id = request_id or uuid.uuid4().hex
+        if use_cache and len(features) == 1 and self._cache.available:
+            hit = await self._from_cache(request_id, model, metadata.version, features[0])
+            if hit is not None:
+                return hit
+        return await self._round_trip(request_id, model, metadata.version, features, use_cache, timeout_s)
+
+    async def _from_cache(
+        self, request_id: str, model: str, version: str, row: Sequence[float]
+    ) -> Prediction | None:
+        raw = await self._cache.get(cache_key(self._cache.prefix, model, version, row))
+        if raw is None:
+            metrics.CACHE.labels(model, "miss").inc()
+            return None
+        metrics.CACHE.labels(model, "hit").inc()
+        label, probabilities = decode_value(raw)
+        self._log_cache_hit(request_id, model, version, row, label, probabilities)
+        return Prediction(
+            request_id, model, version, [label], [probabilities] if probabilities else None, True
+        )
+
+    def _log_cache_hit(
+        self,
+        request_id: str,
+        model: str,
+        version: str,
+        row: Sequence[float],
+        label: Label,
+        probabilities: list[float] | None,
+    ) -> None:
+        at_ms = now_ms()
+        record = encode_prediction_record(
+            request_id=request_id,
+            row=0,
+            model=model,
+            version=version,
+            features=row,
+            prediction=label,
+            probabilities=probabilities,
+            from_cache=True,
+            source="http",
+            predicted_at_ms=at_ms,
+            sent_at_ms=at_ms,
+            served_by="gateway",
+        )
+        try:
+            self._producer.produce(
+                self._kafka.predictions_topic, record, request_id.encode(), on_delivery=_count_log_error
+            )
+        except Exception:  # BufferError or a closed producer: the answer still goes out
+            metrics.LOG_ERRORS.inc()
+
+    async def _round_trip(
+        self,
+        request_id: str,
+        model: str,
+        version: str,
+        features: Sequence[Sequence[float]],
+        use_cache: bool,
+        timeout_s: float,
+    ) -> Prediction:
+        if not self._producer.health.up:
+            metrics.UNAVAILABLE.labels(model).inc()
+            raise Unavailable(f"Kafka is unreachable ({self._producer.health.last_error}); try again later")
+        correlation = request_id.encode()
+        try:
+            future = self._replies.register(correlation)
+        except KeyError:
+            raise RequestIdInUse(f"request_id '{request_id}' is already in flight on this gateway") from None
+        metrics.IN_FLIGHT.inc()
+        try:
+            self._publish(correlation, request_id, model, version, features, use_cache, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                reply = await future
+        except TimeoutError:
+            raise self._timeout_error(correlation, model, timeout_s) from None
+        finally:
+            self._replies.discard(correlation)
+            self._undelivered.discard(correlation)
+            metrics.IN_FLIGHT.dec()
+        return _decode_reply(reply, request_id, model, version)
+
+    def _publish(
+        self,
+        correlation: bytes,
+        request_id: str,
+        model: str,
+        version: str,
+        features: Sequence[Sequence[float]],
+        use_cache: bool,
+        timeout_s: float,
+    ) -> None:
+        sent = now_ms()
+        envelope = encode_request(
+            request_id=request_id,
+            model=model,
+            version=version,
+            features=features,
+            reply_to=self._replies.topic,
+            deadline_ms=sent + int(timeout_s * 1000),
+            use_cache=use_cache,
+            source="http",
+            sent_at_ms=sent,
+        )
+        self._undelivered.add(correlation)
+        try:
+            self._producer.produce(
+                self._kafka.request_topic(model),
+                envelope,
+                correlation,
+                on_delivery=self._on_delivery,
+                max_wait_s=0,
+            )
+        except BufferError:
+            raise Unavailable("the gateway's Kafka queue is full; try again later") from None
+
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        """Runs on the producer's poll thread."""
+        key = message.key()
+        if key is None:
+            return
+        if error is None:
+            self._undelivered.discard(key)
+            return
+        failure = Unavailable(f"could not publish to Kafka: {error.str()}")
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._replies.fail, key, failure)
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def _timeout_error(self, correlation: bytes, model: str, timeout_s: float) -> RtmlError:
+        if correlation in self._undelivered:
+            metrics.UNAVAILABLE.labels(model).inc()
+            return Unavailable(f"Kafka did not accept the request within {timeout_s * 1000:.0f} ms")
+        metrics.TIMEOUTS.labels(model).inc()
+        return DeadlineExceeded(f"no worker answered model '{model}' within {timeout_s * 1000:.0f} ms")
+
+
+def _count_log_error(error: KafkaError | None, _message: Message) -> None:
+    if error is not None:
+        metrics.LOG_ERRORS.inc()
+
+
+def _decode_reply(raw: bytes, request_id: str, model: str, version: str) -> Prediction:
+    reply = orjson.loads(raw)
+    if not reply.get("ok"):
+        error = reply.get("error") or {}
+        raise from_code(error.get("code", "internal"), error.get("message", "worker failed"))
+    from_cache = reply.get("from_cache") or []
+    return Prediction(
+        request_id=request_id,
+        model=model,
+        version=reply.get("version") or version,
+        predictions=reply["predictions"],
+        probabilities=reply.get("probabilities"),
+        from_cache=bool(from_cache) and all(from_cache),
+    )

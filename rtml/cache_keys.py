@@ -1,0 +1,35 @@
+"""Prediction-cache keys and values, shared by the gateway and the workers.
+
+A key covers the model, the concrete version and a canonical encoding of the
+features: the row as little-endian float64 with -0.0 folded into 0.0, hashed
+with BLAKE2b. ``[5, 3.5]`` and ``[5.0, 3.5]`` therefore share a key, while a
+different version never does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from hashlib import blake2b
+
+import numpy as np
+import orjson
+
+from schemas.messages import Label
+
+
+def row_digest(row: Sequence[float]) -> str:
+    canonical = np.asarray(row, dtype="<f8") + 0.0  # + 0.0 turns -0.0 into 0.0
+    return blake2b(canonical.tobytes(), digest_size=16).hexdigest()
+
+
+def cache_key(prefix: str, model: str, version: str, row: Sequence[float]) -> str:
+    return f"{prefix}{model}:{version}:{row_digest(row)}"
+
+
+def encode_value(prediction: Label, probabilities: Sequence[float] | None) -> bytes:
+    return orjson.dumps([prediction, probabilities])
+
+
+def decode_value(raw: bytes) -> tuple[Label, list[float] | None]:
+    prediction, probabilities = orjson.loads(raw)
+    return prediction, probabilities

@@ -1,0 +1,191 @@
+"""One frozen settings object per process.
+
+Sources, highest priority first: keyword arguments, ``RTML_*`` environment
+variables (nested with ``__``: ``RTML_KAFKA__BOOTSTRAP_SERVERS``), the YAML file
+named by ``RTML_CONFIG`` (default ``config/default.yaml``), then field defaults.
+The conventional ``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL`` are honoured too,
+so an existing broker or Redis server can be used without rtml-specific names.
+
+Build it in ``main()`` with :func:`load_settings`, never at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config" / "default.yaml"
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(BaseModel):
+    model_config = _FROZEN
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    """Comma-separated host:port list of Kafka brokers."""
+    request_topic_prefix: str = "rtml.requests."
+    """Request topic of model NAME is this prefix + NAME."""
+    reply_topic_prefix: str = "rtml.replies."
+    """Each gateway instance owns the reply topic prefix + its instance id."""
+    predictions_topic: str = "rtml.predictions"
+    """Append-only log of every prediction made (HTTP and direct Kafka)."""
+    dlq_topic: str = "rtml.dlq"
+    """Dead-letter topic: messages that could not be decoded, validated or served."""
+    request_partitions: int = Field(default=4, ge=1)
+    """Partitions of each request topic: the upper bound on workers per model."""
+    log_partitions: int = Field(default=4, ge=1)
+    """Partitions of the prediction-log and dead-letter topics."""
+    replication_factor: int = Field(default=1, ge=1)
+    """Replication factor for topics rtml creates."""
+    security: dict[str, str] = Field(default_factory=dict)
+    """Extra librdkafka properties (security.protocol, sasl.*) applied to every client."""
+
+    def request_topic(self, model: str) -> str:
+        return f"{self.request_topic_prefix}{model}"
+
+
+class RedisSettings(BaseModel):
+    model_config = _FROZEN
+
+    url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    """Redis URL; may carry a password, so it is masked in repr and logs."""
+    enabled: bool = True
+    """Turn the prediction cache off entirely."""
+    ttl_s: int = Field(default=300, ge=1)
+    """Lifetime of a cached prediction."""
+    socket_timeout_ms: int = Field(default=50, ge=1)
+    """A slower Redis answer counts as an outage; the request goes on uncached."""
+    retry_after_s: float = Field(default=1.0, ge=0)
+    """After an outage, skip the cache for this long before trying Redis again."""
+    key_prefix: str = "rtml:p:"
+    """Namespace of cache keys."""
+
+
+class GatewaySettings(BaseModel):
+    model_config = _FROZEN
+
+    host: str = "127.0.0.1"
+    """Address the HTTP server binds."""
+    port: int = Field(default=8080, ge=0, le=65535)
+    """HTTP port."""
+    instance_id: str | None = None
+    """Stable id of this gateway (names its reply topic); default hostname-pid."""
+    default_timeout_ms: int = Field(default=5000, ge=1)
+    """Deadline of a request that does not set timeout_ms."""
+    max_timeout_ms: int = Field(default=60000, ge=1)
+    """Largest timeout_ms a caller may ask for."""
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    """Larger request bodies are refused with 413."""
+    max_batch_rows: int = Field(default=10000, ge=1)
+    """Largest features_batch accepted by batch_predict."""
+    delete_reply_topic_on_shutdown: bool = True
+    """Remove this instance's reply topic on graceful shutdown."""
+
+
+class WorkerSettings(BaseModel):
+    model_config = _FROZEN
+
+    group_prefix: str = "rtml.workers."
+    """Workers of model NAME join consumer group prefix + NAME."""
+    max_batch_rows: int = Field(default=256, ge=1)
+    """Upper bound on rows run through ONNX Runtime in one call."""
+    max_batch_delay_ms: float = Field(default=0.0, ge=0)
+    """Wait up to this long after the first message for more (0: never wait)."""
+    poll_timeout_ms: int = Field(default=100, ge=1)
+    """How long an idle worker blocks waiting for the first message."""
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    """Prometheus port of a worker process (0: no HTTP metrics endpoint)."""
+    ort_threads: int = Field(default=1, ge=1)
+    """ONNX Runtime intra-op threads per session (workers scale by process)."""
+
+
+class RegistrySettings(BaseModel):
+    model_config = _FROZEN
+
+    root: Path = PROJECT_ROOT / "models"
+    """Directory holding models/<name>/<version>/{model.onnx,metadata.json}."""
+
+
+class InfraSettings(BaseModel):
+    model_config = _FROZEN
+
+    state_dir: Path = PROJECT_ROOT / ".rtml"
+    """Data, logs and PID files of locally provisioned Kafka and Redis."""
+    cache_dir: Path = PROJECT_ROOT / ".cache"
+    """Downloaded Kafka jars (kept across runs)."""
+    kafka_port: int = Field(default=9092, ge=1, le=65535)
+    """Port of the local Kafka broker listener (127.0.0.1)."""
+    kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
+    """Port of the local KRaft controller listener."""
+    redis_port: int = Field(default=6379, ge=1, le=65535)
+    """Port of the local Redis server."""
+
+
+class Settings(BaseSettings):
+    """Everything one rtml process reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RTML_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    env: Literal["development", "test", "production"] = "development"
+    """Deployment environment; production refuses unsafe defaults."""
+    log_level: str = "INFO"
+    """Root log level."""
+    log_json: bool = True
+    """Emit JSON lines (False: human-readable)."""
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    gateway: GatewaySettings = GatewaySettings()
+    worker: WorkerSettings = WorkerSettings()
+    registry: RegistrySettings = RegistrySettings()
+    infra: InfraSettings = InfraSettings()
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = Path(os.environ.get("RTML_CONFIG", str(DEFAULT_CONFIG_FILE)))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file.is_file():
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+
+def _conventional_overrides() -> dict[str, Any]:
+    """Map KAFKA_BOOTSTRAP_SERVERS / REDIS_URL onto settings unless RTML_* says otherwise."""
+    overrides: dict[str, Any] = {}
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if bootstrap and "RTML_KAFKA__BOOTSTRAP_SERVERS" not in os.environ:
+        overrides["RTML_KAFKA__BOOTSTRAP_SERVERS"] = bootstrap
+    redis_url = os.environ.get("REDIS_URL")
+    if redis_url and "RTML_REDIS__URL" not in os.environ:
+        overrides["RTML_REDIS__URL"] = redis_url
+    return overrides
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the process's settings; call once from ``main()``."""
+    for key, value in _conventional_overrides().items():
+        os.environ.setdefault(key, value)
+    return Settings(**overrides)

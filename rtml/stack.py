@@ -1,0 +1,109 @@
+"""Start and stop rtml's own processes (gateway, workers) as children.
+
+Used by ``rtml run`` (``make run``), by the end-to-end tests and by the
+benchmarks, so all three exercise the same command lines an operator runs.
+Only processes started here are ever signalled, by the PID we got at spawn.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout_s: float = 15.0) -> int | None:
+        """SIGTERM (graceful drain), then SIGKILL if it does not exit in time."""
+        if self.alive:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("child did not stop in time; killing", extra={"child": self.name})
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class Stack:
+    """Children sharing one environment (RTML_* settings) and a log directory."""
+
+    env: dict[str, str]
+    log_dir: Path
+    children: list[Child] = field(default_factory=list)
+
+    def spawn(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> Child:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{name}.log"
+        env = {**os.environ, **self.env, **(extra_env or {})}
+        with log_path.open("ab") as sink:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "rtml.cli", *args],
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        child = Child(name, process, log_path)
+        self.children.append(child)
+        return child
+
+    def worker(self, name: str, models: list[str], extra_env: dict[str, str] | None = None) -> Child:
+        args = ["worker"]
+        for model in models:
+            args += ["--model", model]
+        return self.spawn(name, args, extra_env)
+
+    def gateway(self, name: str = "gateway", extra_env: dict[str, str] | None = None) -> Child:
+        return self.spawn(name, ["gateway"], extra_env)
+
+    def stop_all(self, timeout_s: float = 15.0) -> None:
+        for child in reversed(self.children):
+            child.stop(timeout_s)
+        self.children.clear()
+
+
+def wait_http_ok(url: str, timeout_s: float, child: Child | None = None) -> None:
+    """Poll ``url`` until it answers 200; fail early if ``child`` dies."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if child is not None and not child.alive:
+            raise RuntimeError(f"{child.name} exited with {child.process.returncode}:\n{child.log_tail()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own loopback URL
+                if response.status == 200:
+                    return
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}: {exc.read()[:300]!r}"
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    tail = f"\n{child.log_tail()}" if child is not None else ""
+    raise TimeoutError(f"{url} not ready after {timeout_s:.0f}s ({last}){tail}")

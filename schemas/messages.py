@@ -1,0 +1,142 @@
+"""Every Kafka message rtml reads or writes.
+
+These pydantic models are the contract. Hot paths encode and decode plain dicts
+with orjson for speed (``workers.codec``, ``gateway.replies``); the round-trip
+tests check those dicts against these models, and ``rtml schemas export``
+writes them as JSON Schema for producers in other languages.
+
+Topics:
+- ``rtml.requests.<model>``: :class:`PredictRequest` (gateway or any producer)
+- ``rtml.replies.<gateway>``: :class:`PredictReply` (workers -> the gateway that asked)
+- ``rtml.predictions``: :class:`PredictionRecord` (one per predicted row)
+- ``rtml.dlq``: :class:`DeadLetterRecord` (what could not be served, and why)
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION: Literal[1] = 1
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Label = int | str | float
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PredictRequest(_Message):
+    """A request to predict one or more rows with one model."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "schema_version": 1,
+                    "request_id": "txn-000042",
+                    "model": "fraud_detector",
+                    "features": [[120.5, 23.0, 0.4]],
+                }
+            ]
+        },
+    )
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    request_id: str = Field(min_length=1, max_length=128)
+    """Correlation id: echoed in the reply and the prediction log."""
+    model: str = Field(min_length=1, max_length=64)
+    version: str | None = Field(default=None, pattern=r"^[0-9]+$")
+    """Concrete model version; None means the latest the worker has."""
+    features: list[list[FiniteFloat]] = Field(min_length=1)
+    """Rows of features in the model's feature order."""
+    reply_to: str | None = None
+    """Topic to send the reply to; None for fire-and-forget producers."""
+    deadline_ms: int | None = None
+    """Absolute deadline (Unix ms). Past it the request is dead-lettered, not served."""
+    use_cache: bool = True
+    source: Literal["http", "kafka"] = "kafka"
+    sent_at_ms: int | None = None
+    """When the producer sent it (Unix ms), for end-to-end latency."""
+
+
+class ErrorInfo(_Message):
+    code: str
+    """Stable machine-readable code, e.g. ``invalid_input``."""
+    message: str
+    """Human-readable, names the offending field and what was expected."""
+
+
+class PredictReply(_Message):
+    """The worker's answer to one :class:`PredictRequest`."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    request_id: str
+    model: str
+    version: str | None
+    ok: bool
+    predictions: list[Label] | None = None
+    probabilities: list[list[float]] | None = None
+    """Per-class probabilities per row (classifiers), else None."""
+    from_cache: list[bool] | None = None
+    error: ErrorInfo | None = None
+    worker_ms: float | None = None
+    """Time from the worker receiving the batch to producing this reply."""
+
+
+class PredictionRecord(_Message):
+    """One predicted row, appended to the prediction log."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    request_id: str
+    row: int = Field(ge=0)
+    """Index of this row within its request."""
+    model: str
+    version: str
+    features: list[float]
+    prediction: Label
+    probability: float | None
+    probabilities: list[float] | None
+    from_cache: bool
+    source: Literal["http", "kafka"]
+    predicted_at_ms: int
+    """Event time: when the prediction was made (Unix ms)."""
+    sent_at_ms: int | None = None
+    latency_ms: float | None = None
+    """From the request being sent to the prediction being made, when known."""
+    served_by: Literal["gateway", "worker"]
+
+
+DeadLetterReason = Literal[
+    "undecodable", "invalid_request", "unknown_model", "invalid_input", "expired", "model_error"
+]
+
+
+class DeadLetterRecord(_Message):
+    """A message that could not be turned into a prediction, with the reason."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    reason: DeadLetterReason
+    message: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    """Original key, base64-encoded."""
+    value: str
+    """Original value bytes, base64-encoded, so the message can be replayed."""
+    request_id: str | None = None
+    failed_at_ms: int
+    worker: str
+
+
+ALL_MESSAGES: dict[str, type[BaseModel]] = {
+    "predict_request": PredictRequest,
+    "predict_reply": PredictReply,
+    "prediction_record": PredictionRecord,
+    "dead_letter_record": DeadLetterRecord,
+}

@@ -1,0 +1,77 @@
+"""Fast encoders for the messages several processes write (plain dicts + orjson).
+
+Each mirrors a model in :mod:`schemas.messages`; ``tests/test_schemas.py`` checks
+that what they produce validates against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+
+from schemas.messages import SCHEMA_VERSION, Label
+
+
+def encode_request(
+    *,
+    request_id: str,
+    model: str,
+    version: str | None,
+    features: Sequence[Sequence[float]],
+    reply_to: str | None,
+    deadline_ms: int | None,
+    use_cache: bool,
+    source: str,
+    sent_at_ms: int | None,
+) -> bytes:
+    return orjson.dumps(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "request_id": request_id,
+            "model": model,
+            "version": version,
+            "features": features,
+            "reply_to": reply_to,
+            "deadline_ms": deadline_ms,
+            "use_cache": use_cache,
+            "source": source,
+            "sent_at_ms": sent_at_ms,
+        }
+    )
+
+
+def encode_prediction_record(
+    *,
+    request_id: str,
+    row: int,
+    model: str,
+    version: str,
+    features: Sequence[float],
+    prediction: Label,
+    probabilities: Sequence[float] | None,
+    from_cache: bool,
+    source: str,
+    predicted_at_ms: int,
+    sent_at_ms: int | None,
+    served_by: str,
+) -> bytes:
+    return orjson.dumps(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "request_id": request_id,
+            "row": row,
+            "model": model,
+            "version": version,
+            "features": features,
+            "prediction": prediction,
+            "probability": max(probabilities) if probabilities else None,
+            "probabilities": probabilities,
+            "from_cache": from_cache,
+            "source": source,
+            "predicted_at_ms": predicted_at_ms,
+            "sent_at_ms": sent_at_ms,
+            "latency_ms": float(predicted_at_ms - sent_at_ms) if sent_at_ms is not None else None,
+            "served_by": served_by,
+        }
+    )

@@ -1,0 +1,66 @@
+"""Reading and writing test topics with plain confluent-kafka clients (what an outside
+producer or log consumer would do), with bounded waits."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes], key: bytes | None = None) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for value in values:
+        producer.produce(topic, value, key)
+    assert producer.flush(15) == 0, "messages not delivered"
+
+
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    until: Callable[[list[dict[str, Any]]], bool],
+    timeout_s: float = 20.0,
+    decode: bool = True,
+) -> list[dict[str, Any]]:
+    """Read ``topic`` from the beginning until ``until(records)`` holds (or the timeout)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-reader-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    records: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and not until(records):
+            for message in consumer.consume(500, 0.2):
+                if message.error() is None:
+                    records.append(orjson.loads(message.value()) if decode else {"raw": message.value()})
+    finally:
+        consumer.close()
+    return records
+
+
+def committed_lag(bootstrap: str, group: str, topic: str) -> int:
+    """Messages in ``topic`` not yet committed by ``group`` (all partitions)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        lag = 0
+        for partition in committed:
+            _low, high = consumer.get_watermark_offsets(partition, timeout=10)
+            done = partition.offset if partition.offset >= 0 else 0
+            lag += high - done
+        return lag
+    finally:
+        consumer.close()

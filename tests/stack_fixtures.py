@@ -1,0 +1,174 @@
+"""rtml's own processes (gateway, workers) on the test Kafka and Redis.
+
+Every stack gets a fresh namespace: its own topic names, consumer groups, reply
+topics and cache-key prefix, so stacks and test sessions never see each other's
+messages.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from rtml.registry import ModelRegistry
+from rtml.settings import PROJECT_ROOT
+from rtml.stack import Child, Stack, wait_http_ok
+
+SERVED_MODELS = ["iris_classifier", "binary_classifier", "fraud_detector"]
+UNSERVED_MODEL = "churn_classifier"  # registered, but no worker serves it: requests time out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Namespace:
+    """Topic names and prefixes of one stack, as the processes see them through RTML_* variables."""
+
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    @property
+    def request_prefix(self) -> str:
+        return f"t{self.tag}.requests."
+
+    @property
+    def predictions_topic(self) -> str:
+        return f"t{self.tag}.predictions"
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"t{self.tag}.dlq"
+
+    @property
+    def reply_prefix(self) -> str:
+        return f"t{self.tag}.replies."
+
+    def env(self) -> dict[str, str]:
+        return {
+            "RTML_KAFKA__REQUEST_TOPIC_PREFIX": self.request_prefix,
+            "RTML_KAFKA__PREDICTIONS_TOPIC": self.predictions_topic,
+            "RTML_KAFKA__DLQ_TOPIC": self.dlq_topic,
+            "RTML_KAFKA__REPLY_TOPIC_PREFIX": self.reply_prefix,
+            "RTML_KAFKA__REQUEST_PARTITIONS": "4",
+            "RTML_KAFKA__LOG_PARTITIONS": "2",
+            "RTML_WORKER__GROUP_PREFIX": f"t{self.tag}.workers.",
+            "RTML_REDIS__KEY_PREFIX": f"t{self.tag}:p:",
+        }
+
+
+@dataclass
+class RunningStack:
+    base_url: str
+    bootstrap: str
+    redis_url: str
+    namespace: Namespace
+    registry: ModelRegistry
+    stack: Stack
+    gateway: Child
+    workers: list[Child]
+    worker_metrics_urls: list[str]
+
+    def request_topic(self, model: str) -> str:
+        return f"{self.namespace.request_prefix}{model}"
+
+    def group(self, model: str) -> str:
+        return f"t{self.namespace.tag}.workers.{model}"
+
+
+@pytest.fixture(scope="session")
+def registry_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Demo models (trained once into the project registry, as `make run` does), copied into a
+    private registry with an extra iris_classifier v2 so version routing can be tested."""
+    from rtml.demo_models import train_demo_models
+
+    project = ModelRegistry(PROJECT_ROOT / "models")
+    train_demo_models(project)
+    root = tmp_path_factory.mktemp("registry")
+    for name in [*SERVED_MODELS, UNSERVED_MODEL]:
+        shutil.copytree(PROJECT_ROOT / "models" / name, root / name)
+    registry = ModelRegistry(root)
+    v1 = registry.metadata("iris_classifier", "1")
+    registry.register(registry.model_path("iris_classifier", "1").read_bytes(), v1.with_updates(version="2"))
+    return root
+
+
+StackFactory = Callable[..., RunningStack]
+
+
+@pytest.fixture(scope="session")
+def stack_factory(
+    kafka_bootstrap: str, redis_url: str, registry_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StackFactory]:
+    started: list[Stack] = []
+
+    def start(
+        *,
+        workers: int = 2,
+        models: list[str] | None = None,
+        bootstrap: str | None = None,
+        redis: str | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> RunningStack:
+        namespace = Namespace()
+        bootstrap = bootstrap or kafka_bootstrap
+        redis = redis or redis_url
+        port = free_port()
+        env = {
+            "RTML_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            "RTML_REDIS__URL": redis,
+            "RTML_REGISTRY__ROOT": str(registry_root),
+            "RTML_GATEWAY__PORT": str(port),
+            "RTML_GATEWAY__INSTANCE_ID": f"gw-{namespace.tag}",
+            "RTML_ENV": "test",
+            **namespace.env(),
+            **(extra_env or {}),
+        }
+        stack = Stack(env=env, log_dir=tmp_path_factory.mktemp(f"logs-{namespace.tag}"))
+        started.append(stack)
+        metrics_urls = []
+        worker_children = []
+        for index in range(workers):
+            metrics_port = free_port()
+            metrics_urls.append(f"http://127.0.0.1:{metrics_port}/metrics")
+            worker_children.append(
+                stack.worker(
+                    f"worker-{index}",
+                    models or SERVED_MODELS,
+                    {"RTML_WORKER__METRICS_PORT": str(metrics_port)},
+                )
+            )
+        gateway = stack.gateway()
+        base_url = f"http://127.0.0.1:{port}"
+        wait_http_ok(f"{base_url}/ready", timeout_s=60, child=gateway)
+        for url, child in zip(metrics_urls, worker_children, strict=True):
+            wait_http_ok(url, timeout_s=60, child=child)
+        return RunningStack(
+            base_url,
+            bootstrap,
+            redis,
+            namespace,
+            ModelRegistry(registry_root),
+            stack,
+            gateway,
+            worker_children,
+            metrics_urls,
+        )
+
+    yield start
+    for stack in started:
+        stack.stop_all()
+
+
+@pytest.fixture(scope="session")
+def stack(stack_factory: StackFactory) -> RunningStack:
+    """The shared stack: two workers serving the served models, one gateway."""
+    return stack_factory()

@@ -1,0 +1,83 @@
+"""Producers that never touch HTTP: direct requests, poison messages and the dead-letter topic."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+
+import orjson
+import pytest
+
+from schemas.messages import DeadLetterRecord, PredictionRecord
+from tests.kafka_tools import produce, read_topic
+from tests.stack_fixtures import RunningStack
+
+pytestmark = pytest.mark.stack
+
+
+def direct_request(request_id: str, features: list[list[float]], **extra: object) -> bytes:
+    return orjson.dumps(
+        {
+            "schema_version": 1,
+            "request_id": request_id,
+            "model": "fraud_detector",
+            "features": features,
+            **extra,
+        }
+    )
+
+
+def test_direct_producer_prediction_reaches_the_log(stack: RunningStack) -> None:
+    request_id = f"txn-{uuid.uuid4().hex[:8]}"
+    rows = [[0.1 * i for i in range(30)], [1.0] * 30]
+    produce(stack.bootstrap, stack.request_topic("fraud_detector"), [direct_request(request_id, rows)])
+    records = read_topic(
+        stack.bootstrap,
+        stack.namespace.predictions_topic,
+        lambda rs: sum(r["request_id"] == request_id for r in rs) >= 2,
+    )
+    ours = sorted((r for r in records if r["request_id"] == request_id), key=lambda r: r["row"])
+    assert [r["row"] for r in ours] == [0, 1]
+    for record in ours:
+        PredictionRecord.model_validate(record)
+        assert (
+            record["source"] == "kafka" and record["model"] == "fraud_detector" and record["version"] == "1"
+        )
+        assert record["prediction"] in (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("poison", "reason"),
+    [
+        (b"\xff\xfenot json at all", "undecodable"),
+        (b'{"schema_version": 1, "request_id": "p", "model": "fraud_detector"}', "invalid_request"),
+        (direct_request("wrong-width", [[1.0, 2.0]]), "invalid_input"),
+        (direct_request("old", [[1.0] * 30], deadline_ms=1), "expired"),
+        (direct_request("bad-version", [[1.0] * 30], version="7"), "unknown_model"),
+        (direct_request("evil", [[1.0] * 30], reply_to="rtml.predictions"), "invalid_request"),
+    ],
+)
+def test_poison_message_goes_to_dlq_and_next_message_is_served(
+    stack: RunningStack, poison: bytes, reason: str
+) -> None:
+    good_id = f"after-{uuid.uuid4().hex[:8]}"
+    poison_key = uuid.uuid4().hex.encode()
+    topic = stack.request_topic("fraud_detector")
+    # Same key -> same partition: the good message sits right behind the poison one.
+    produce(stack.bootstrap, topic, [poison, direct_request(good_id, [[0.5] * 30])], key=poison_key)
+    dead = read_topic(
+        stack.bootstrap,
+        stack.namespace.dlq_topic,
+        lambda rs: any(base64.b64decode(r["key"] or "") == poison_key for r in rs),
+    )
+    record = next(r for r in dead if base64.b64decode(r["key"] or "") == poison_key)
+    DeadLetterRecord.model_validate(record)
+    assert record["reason"] == reason, record["message"]
+    assert base64.b64decode(record["value"]) == poison
+    assert record["topic"] == topic and record["offset"] >= 0 and record["message"]
+    served = read_topic(
+        stack.bootstrap,
+        stack.namespace.predictions_topic,
+        lambda rs: any(r["request_id"] == good_id for r in rs),
+    )
+    assert any(r["request_id"] == good_id for r in served)

@@ -1,0 +1,144 @@
+"""Decode and validate request messages; encode replies, log records and dead letters.
+
+Untrusted input is validated by the :class:`~schemas.messages.PredictRequest`
+model (pydantic-core, a few microseconds a message). Outgoing messages are
+built as plain dicts and serialised with orjson: they are ours, and the
+round-trip tests check them against the schema models.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+from confluent_kafka import Message
+from pydantic import ValidationError
+
+from rtml.errors import InvalidInput, ModelNotFound, RtmlError
+from rtml.features import check_rows
+from schemas.messages import SCHEMA_VERSION, DeadLetterReason, Label, PredictRequest
+from workers.runtime import ModelRuntime, RuntimeTable
+
+
+@dataclass(frozen=True)
+class DecodedRequest:
+    message: Message
+    request: PredictRequest
+    runtime: ModelRuntime
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A message that will not be served: dead-lettered, and answered if it asked for a reply."""
+
+    message: Message
+    reason: DeadLetterReason
+    detail: str
+    request: PredictRequest | None = None
+    error_code: str | None = None
+
+
+def _validation_summary(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "message"
+    return f"{where}: {first['msg']} ({error.error_count()} error(s))"
+
+
+def decode(
+    message: Message, runtimes: RuntimeTable, now_ms: int, reply_prefix: str
+) -> DecodedRequest | Rejected:
+    value = message.value()
+    if not value:
+        return Rejected(message, "undecodable", "empty message value")
+    try:
+        request = PredictRequest.model_validate_json(value)
+    except ValidationError as exc:
+        kind = exc.errors()[0]["type"]
+        reason: DeadLetterReason = "undecodable" if kind == "json_invalid" else "invalid_request"
+        return Rejected(message, reason, _validation_summary(exc))
+    if request.reply_to is not None and not request.reply_to.startswith(reply_prefix):
+        # Never let a producer make workers write into arbitrary topics (e.g. the log).
+        detail = f"reply_to {request.reply_to[:80]!r} is not a reply topic (must start with {reply_prefix!r})"
+        return Rejected(message, "invalid_request", detail)
+    if request.deadline_ms is not None and request.deadline_ms < now_ms:
+        late = now_ms - request.deadline_ms
+        return Rejected(message, "expired", f"deadline passed {late} ms before the worker got it", request)
+    return _bind_model(message, request, runtimes)
+
+
+def _bind_model(
+    message: Message, request: PredictRequest, runtimes: RuntimeTable
+) -> DecodedRequest | Rejected:
+    try:
+        if request.model != runtimes.model:
+            raise ModelNotFound(
+                f"request for model '{request.model}' on the topic of model '{runtimes.model}'"
+            )
+        runtime = runtimes.resolve(request.version)
+        check_rows(request.features, runtime.n_features, request.model, runtime.version, "features")
+    except (ModelNotFound, InvalidInput) as exc:
+        return Rejected(message, exc.dead_letter_reason, exc.message, request, exc.code)  # type: ignore[arg-type]
+    return DecodedRequest(message, request, runtime)
+
+
+def encode_reply(
+    request: PredictRequest,
+    version: str,
+    labels: Sequence[Label],
+    probabilities: Sequence[Sequence[float] | None],
+    from_cache: Sequence[bool],
+    worker_ms: float,
+) -> bytes:
+    has_probabilities = bool(probabilities) and probabilities[0] is not None
+    return orjson.dumps(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "request_id": request.request_id,
+            "model": request.model,
+            "version": version,
+            "ok": True,
+            "predictions": labels,
+            "probabilities": probabilities if has_probabilities else None,
+            "from_cache": from_cache,
+            "worker_ms": worker_ms,
+        }
+    )
+
+
+def encode_error_reply(request: PredictRequest, error: RtmlError | Rejected) -> bytes:
+    if isinstance(error, Rejected):
+        code, message = error.error_code or "invalid_request", error.detail
+    else:
+        code, message = error.code, error.message
+    return orjson.dumps(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "request_id": request.request_id,
+            "model": request.model,
+            "version": request.version,
+            "ok": False,
+            "error": {"code": code, "message": message},
+        }
+    )
+
+
+def encode_dead_letter(rejected: Rejected, worker: str, now_ms: int) -> bytes:
+    message = rejected.message
+    key = message.key()
+    return orjson.dumps(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "reason": rejected.reason,
+            "message": rejected.detail,
+            "topic": message.topic(),
+            "partition": message.partition(),
+            "offset": message.offset(),
+            "key": base64.b64encode(key).decode() if key is not None else None,
+            "value": base64.b64encode(message.value() or b"").decode(),
+            "request_id": rejected.request.request_id if rejected.request else None,
+            "failed_at_ms": now_ms,
+            "worker": worker,
+        }
+    )

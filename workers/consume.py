@@ -1,0 +1,92 @@
+"""The request consumer: opportunistic micro-batches in, offsets stored only after the outcome is durable."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from rtml.kafka import client_config
+from rtml.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+
+class RequestConsumer:
+    def __init__(self, kafka: KafkaSettings, group: str, topic: str, client_id: str) -> None:
+        config = client_config(
+            kafka,
+            **{
+                "group.id": group,
+                "client.id": client_id,
+                # Offsets are stored by us after the log and dead letters are acknowledged;
+                # the auto-committer only commits what we stored (at-least-once).
+                "enable.auto.offset.store": False,
+                "enable.auto.commit": True,
+                "auto.commit.interval.ms": 1000,
+                "auto.offset.reset": "earliest",
+                # Requests are latency-critical: do not let the broker hold a fetch for long.
+                "fetch.wait.max.ms": 5,
+                "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": 10000,
+                "heartbeat.interval.ms": 1000,
+                "error_cb": lambda error: log.warning("consumer error", extra={"error": error.str()}),
+            },
+        )
+        self._consumer = Consumer(config)
+        self._consumer.subscribe([topic], on_revoke=self._on_revoke)
+        self.topic = topic
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Commit what is stored before another member takes these partitions over.
+        try:
+            consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            log.debug("nothing to commit on revoke", extra={"error": str(exc)})
+
+    def next_batch(self, max_messages: int, poll_timeout_s: float, max_delay_s: float) -> list[Message]:
+        """Block for the first message, then take what is already fetched (and, with a
+        delay, what arrives until ``max_delay_s`` after the first message)."""
+        batch = self._consumer.consume(1, poll_timeout_s)
+        if not batch:
+            return []
+        if max_messages > 1:
+            batch.extend(self._consumer.consume(max_messages - 1, 0))
+        if max_delay_s > 0:
+            deadline = time.monotonic() + max_delay_s
+            while len(batch) < max_messages and (remaining := deadline - time.monotonic()) > 0:
+                batch.extend(self._consumer.consume(max_messages - len(batch), remaining))
+        return [message for message in batch if not self._is_error(message)]
+
+    @staticmethod
+    def _is_error(message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return False
+        log.warning("consume error", extra={"error": error.str(), "topic": message.topic()})
+        return True
+
+    def store(self, messages: Sequence[Message]) -> None:
+        """Mark the batch done; the next auto-commit (or close/revoke) commits it."""
+        self._consumer.store_offsets(offsets=_next_offsets(messages, max))
+
+    def rewind(self, messages: Sequence[Message]) -> None:
+        """Re-read the batch: its outcome did not become durable."""
+        for partition in _next_offsets(messages, min):
+            partition.offset -= 1
+            self._consumer.seek(partition)
+
+    def close(self) -> None:
+        self._consumer.close()  # commits stored offsets and leaves the group
+
+
+def _next_offsets(messages: Sequence[Message], pick: Callable[[int, int], int]) -> list[TopicPartition]:
+    """Per partition, the offset after the highest (pick=max) or lowest (pick=min) message."""
+    offsets: dict[tuple[str, int], int] = {}
+    for message in messages:
+        key = (str(message.topic()), int(message.partition() or 0))
+        offset = int(message.offset() or 0)
+        offsets[key] = pick(offsets.get(key, offset), offset)
+    return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in offsets.items()]
