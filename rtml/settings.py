@@ -84,8 +84,9 @@ class GatewaySettings(BaseModel):
     """Deadline of a request that does not set timeout_ms."""
     max_timeout_ms: int = Field(default=60000, ge=1)
     """Largest timeout_ms a caller may ask for."""
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
-    """Larger request bodies are refused with 413."""
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    """Larger request bodies are refused with 413. Keep it under the broker's message.max.bytes
+    (1 MB by default): a request travels as one Kafka message of about the body's size."""
     max_batch_rows: int = Field(default=10000, ge=1)
     """Largest features_batch accepted by batch_predict."""
     delete_reply_topic_on_shutdown: bool = True

@@ -1,0 +1,94 @@
+"""What the bench reads from the processes under test: Prometheus metrics and /proc memory."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from prometheus_client.parser import text_string_to_metric_families
+
+Samples = list[tuple[str, dict[str, str], float]]
+
+
+def scrape(url: str, timeout_s: float = 5.0) -> Samples:
+    """Every sample of a /metrics page as (name, labels, value); empty if it does not answer."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            text = response.read().decode()
+    except OSError:
+        return []
+    return [
+        (sample.name, dict(sample.labels), float(sample.value))
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    """Sum of ``name`` over samples whose labels include ``labels``."""
+    return sum(
+        value
+        for sample_name, sample_labels, value in samples
+        if sample_name == name and all(sample_labels.get(k) == v for k, v in labels.items())
+    )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Metrics of the gateway and every worker at one moment."""
+
+    gateway: Samples
+    workers: list[Samples]
+
+    @classmethod
+    def take(cls, gateway_url: str | None, worker_urls: Iterable[str]) -> Snapshot:
+        return cls(scrape(gateway_url) if gateway_url else [], [scrape(url) for url in worker_urls])
+
+    def workers_total(self, name: str, **labels: str) -> float:
+        return sum(total(samples, name, **labels) for samples in self.workers)
+
+
+def mean_batch_rows(before: Snapshot, after: Snapshot, model: str) -> float | None:
+    """Mean rows per ONNX Runtime call between two snapshots (rtml_worker_batch_rows _sum/_count)."""
+    rows = after.workers_total("rtml_worker_batch_rows_sum", model=model) - before.workers_total(
+        "rtml_worker_batch_rows_sum", model=model
+    )
+    calls = after.workers_total("rtml_worker_batch_rows_count", model=model) - before.workers_total(
+        "rtml_worker_batch_rows_count", model=model
+    )
+    return rows / calls if calls > 0 else None
+
+
+def gateway_cache_hit_ratio(before: Snapshot, after: Snapshot, model: str) -> float | None:
+    """Share of gateway cache lookups that hit (rtml_gateway_cache_total) between two snapshots."""
+
+    def count(snapshot: Snapshot, result: str) -> float:
+        return total(snapshot.gateway, "rtml_gateway_cache_total", model=model, result=result)
+
+    hits = count(after, "hit") - count(before, "hit")
+    misses = count(after, "miss") - count(before, "miss")
+    return hits / (hits + misses) if hits + misses > 0 else None
+
+
+def worker_rows(snapshot: Snapshot, model: str, source: str) -> float:
+    return snapshot.workers_total("rtml_worker_rows_total", model=model, source=source)
+
+
+def worker_dead_letters(snapshot: Snapshot, model: str) -> float:
+    return snapshot.workers_total("rtml_worker_dead_letters_total", model=model)
+
+
+def memory_mb(pid: int) -> dict[str, float | None]:
+    """VmRSS (now) and VmHWM (peak) of ``pid`` in MB, from /proc/PID/status; None once it is gone."""
+    values: dict[str, float | None] = {"rss_mb": None, "peak_rss_mb": None}
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    kilobytes = float(rest.split()[0])
+                    values["rss_mb" if key == "VmRSS" else "peak_rss_mb"] = kilobytes / 1024
+    except OSError:
+        pass
+    return values

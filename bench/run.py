@@ -1,0 +1,280 @@
+"""``python -m bench.run``: the whole rtml benchmark in one invocation (``make bench``).
+
+Phases, in order (each child stopped by PID before the next phase):
+
+1. (e) baseline: ``bench/baseline_app.py`` serving iris_classifier, wrk at each concurrency;
+2. local Kafka + Redis via ``rtml.infra.up`` (or KAFKA_BOOTSTRAP_SERVERS / REDIS_URL), then
+   workers + gateway in a fresh topic namespace on their own ports;
+3. (a) predict with unique features (cache misses), (b) predict with one feature vector
+   (cache hits), (c) batch_predict of 64 rows, all with wrk; gateway cache counters and
+   worker batch sizes scraped around every run;
+4. (d) direct Kafka producers (iris_classifier, fraud_detector; 1 and 16 rows/message);
+5. RSS of every process; tables, ratios to the baseline, PASS/MISS against the targets;
+   ``bench/out/results-<stamp>.json`` and ``.md``.
+
+``--quick`` shortens every run to 2 s for development.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bench import kafka_direct, machine, report
+from bench.http_load import HttpCase, HttpPlan, run_case
+from bench.observe import Snapshot, memory_mb
+from bench.services import Infra, RtmlStack, ensure_models, start_baseline, start_stack
+from bench.wrk import ensure_wrk, wrk_version
+from rtml import infra
+from rtml.registry import ModelRegistry
+from rtml.settings import PROJECT_ROOT, Settings, load_settings
+from rtml.stack import Child
+
+HTTP_MODEL = "iris_classifier"
+DIRECT_MODELS = ["iris_classifier", "fraud_detector"]
+OUT_DIR = PROJECT_ROOT / "bench" / "out"
+
+
+@dataclass(frozen=True)
+class Config:
+    scenarios: frozenset[str]
+    concurrency: list[int]
+    batch_concurrency: list[int]
+    http: HttpPlan
+    direct_rows: list[int]
+    direct_target_s: float
+    direct_max_predictions: int
+    workers: int
+    wait_quiet_s: float
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 s runs, 1 s warm-up (development)")
+    parser.add_argument("--repeat", type=int, default=1, choices=[1, 2, 3], help="runs per case (medians)")
+    parser.add_argument("--duration", type=float, default=None, help="seconds per wrk run (default 10)")
+    parser.add_argument("--warmup", type=float, default=None, help="warm-up seconds per case (default 2)")
+    parser.add_argument("--concurrency", default="1,16,64", help="wrk connections for predict")
+    parser.add_argument("--batch-concurrency", default="1,16", help="wrk connections for batch_predict")
+    parser.add_argument("--batch-rows", type=int, default=64)
+    parser.add_argument("--direct-rows", default="1,16", help="rows per direct Kafka message")
+    parser.add_argument("--direct-seconds", type=float, default=None, help="target work per (d) run (5)")
+    parser.add_argument("--direct-max-predictions", type=int, default=400_000)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (each serves all models)")
+    parser.add_argument("--wrk-threads", type=int, default=1)
+    parser.add_argument("--only", default="a,b,c,d,e", help="scenarios to run, e.g. 'a,e'")
+    parser.add_argument(
+        "--wait-quiet", type=float, default=0, metavar="S",
+        help="first wait up to S seconds for no other Kafka broker and 1-min load < 1.0",
+    )  # fmt: skip
+    return parser.parse_args(argv)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    duration = args.duration if args.duration is not None else (2.0 if args.quick else 10.0)
+    warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
+    return Config(
+        scenarios=frozenset(s.strip() for s in args.only.split(",")),
+        concurrency=_ints(args.concurrency),
+        batch_concurrency=_ints(args.batch_concurrency),
+        http=HttpPlan(duration, warmup, args.repeat, args.wrk_threads, HTTP_MODEL, 0, args.batch_rows),
+        direct_rows=_ints(args.direct_rows),
+        direct_target_s=args.direct_seconds or (2.0 if args.quick else 5.0),
+        direct_max_predictions=args.direct_max_predictions,
+        workers=args.workers,
+        wait_quiet_s=args.wait_quiet,
+    )
+
+
+@dataclass
+class Run:
+    """Everything measured so far, in the shape written to results-<stamp>.json."""
+
+    config: Config
+    settings: Settings
+    registry: ModelRegistry
+    log_dir: Path
+    cases: list[HttpCase]
+    direct: list[dict[str, Any]]
+    memory: dict[str, dict[str, dict[str, float | None]]]
+    phases: dict[str, float]
+
+    def phase(self, name: str, started: float) -> None:
+        self.phases[name] = round(time.monotonic() - started, 1)
+
+
+def run_baseline(run: Run) -> None:
+    started = time.monotonic()
+    version = run.registry.latest(HTTP_MODEL)
+    child, base_url = start_baseline(run.registry.root / HTTP_MODEL / version, run.log_dir)
+    try:
+        print(f"(e) baseline at {base_url}", flush=True)
+        plan = run.config.http
+        for concurrency in run.config.concurrency:
+            run.cases.append(run_case(base_url, "baseline", "e_predict", concurrency, plan))
+        for concurrency in run.config.batch_concurrency:
+            run.cases.append(run_case(base_url, "baseline", "e_batch", concurrency, plan))
+        run.memory["baseline_after_load"] = {"baseline": memory_mb(child.process.pid)}
+    finally:
+        child.stop()
+    run.phase("baseline", started)
+
+
+def run_rtml(run: Run) -> None:
+    started = time.monotonic()
+    services = Infra.up(run.settings)
+    run.phase("infra_up", started)
+    try:
+        started = time.monotonic()
+        stack = start_stack(
+            services.bootstrap,
+            services.redis_url,
+            run.registry.root,
+            sorted(set(DIRECT_MODELS) | {HTTP_MODEL}),
+            run.config.workers,
+            run.log_dir,
+        )
+        run.phase("stack_start", started)
+        try:
+            run_http(run, stack)
+            run_kafka(run, stack, services.bootstrap)
+        finally:
+            stack.stop()
+    finally:
+        services.down(run.settings)
+
+
+def _observer(stack: RtmlStack) -> Callable[[], Snapshot]:
+    return lambda: Snapshot.take(stack.gateway_metrics_url, stack.worker_metrics_urls)
+
+
+def _memory(stack: RtmlStack) -> dict[str, dict[str, float | None]]:
+    children: list[Child] = [stack.gateway, *stack.workers]
+    return {child.name: memory_mb(child.process.pid) for child in children}
+
+
+def run_http(run: Run, stack: RtmlStack) -> None:
+    started = time.monotonic()
+    plan, observe, wanted = run.config.http, _observer(stack), run.config.scenarios
+    print(f"rtml gateway at {stack.base_url}, {len(stack.workers)} workers, namespace {stack.namespace.tag}")
+    for scenario, concurrencies, key in (
+        ("a_miss", run.config.concurrency, "a"),
+        ("b_hit", run.config.concurrency, "b"),
+        ("c_batch", run.config.batch_concurrency, "c"),
+    ):
+        if key in wanted:
+            for concurrency in concurrencies:
+                run.cases.append(run_case(stack.base_url, "rtml", scenario, concurrency, plan, observe))
+    run.memory["rtml_after_http"] = _memory(stack)
+    run.phase("http", started)
+
+
+def run_kafka(run: Run, stack: RtmlStack, bootstrap: str) -> None:
+    started = time.monotonic()
+    if "d" in run.config.scenarios:
+        for model in DIRECT_MODELS:
+            meta = run.registry.metadata(model, run.registry.latest(model))
+            target = kafka_direct.DirectTarget(
+                bootstrap,
+                stack.namespace.request_topic(model),
+                stack.namespace.predictions_topic,
+                _observer(stack),
+            )
+            for rows in run.config.direct_rows:
+                result = kafka_direct.run_direct(
+                    target, meta, rows, run.config.direct_target_s, run.config.direct_max_predictions
+                )
+                seen, expected = result.predictions_seen, result.predictions_expected
+                print(
+                    f"  (d) {model} {rows} rows/msg: {seen:,}/{expected:,} in {result.span_s:.2f} s = "
+                    f"{result.predictions_per_s:,.0f} predictions/s "
+                    f"(mean batch {result.mean_batch_rows or 0:.1f} rows)",
+                    flush=True,
+                )
+                run.direct.append(result.to_dict())
+    run.memory["rtml_after_all_load"] = _memory(stack)
+    run.phase("kafka_direct", started)
+
+
+def _stop_on_sigterm() -> None:
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handle)
+
+
+def _quiet_check(config: Config, settings: Settings) -> dict[str, Any] | str:
+    if config.wait_quiet_s <= 0:
+        return "not requested"
+    own = infra.status(settings)["kafka"]["pid"]
+    return machine.wait_until_quiet(config.wait_quiet_s, exclude={own} if own else None)
+
+
+def summarize(
+    run: Run, args: argparse.Namespace, facts: dict[str, Any], quiet: Any, began: float
+) -> dict[str, Any]:
+    cases = [case.summary() for case in run.cases]
+    http = report.http_table(cases)
+    return {
+        "started_at": facts["date"],
+        "command": " ".join([".venv/bin/python -m bench.run", *sys.argv[1:]]),
+        "machine": facts,
+        "wrk": wrk_version(),
+        "quiet_check": quiet,
+        "other_kafka_brokers_at_end": machine.kafka_brokers(),
+        "loadavg_at_end": list(os.getloadavg()),
+        "settings": dict(vars(args)),
+        "duration_s": time.monotonic() - began,
+        "phases_s": run.phases,
+        "http": http,
+        "http_runs": cases,
+        "direct": report.direct_table(run.direct, cases, run.config.http.batch_rows),
+        "memory": run.memory,
+        "targets": report.evaluate_targets(cases, run.direct, run.memory),
+        "logs": str(run.log_dir),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    began = time.monotonic()
+    args = parse_args(argv)
+    config = config_from(args)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _stop_on_sigterm()
+    ensure_wrk()
+    settings = load_settings()
+    quiet = _quiet_check(config, settings)
+    facts = machine.facts()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    registry = ensure_models(settings, sorted(set(DIRECT_MODELS) | {HTTP_MODEL}))
+    n_features = registry.metadata(HTTP_MODEL, registry.latest(HTTP_MODEL)).n_features
+    config = replace(config, http=replace(config.http, n_features=n_features))
+    run = Run(config, settings, registry, OUT_DIR / f"logs-{stamp}", [], [], {}, {})
+    if "e" in config.scenarios:
+        run_baseline(run)
+    if config.scenarios & {"a", "b", "c", "d"}:
+        run_rtml(run)
+    summary = summarize(run, args, facts, quiet, began)
+    print("\n" + report.render(summary, markdown=False))
+    json_path, md_path = report.write_outputs(summary, OUT_DIR, stamp)
+    print(f"\nwrote {json_path.relative_to(PROJECT_ROOT)} and {md_path.relative_to(PROJECT_ROOT)}")
+    print(f"whole bench: {summary['duration_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

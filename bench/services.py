@@ -1,0 +1,181 @@
+"""The processes under test: local infra, the rtml stack in a fresh namespace, the baseline app.
+
+Everything started here is stopped here, by PID: the stack's children through
+:meth:`rtml.stack.Stack.stop_all`, the baseline through its own
+:class:`rtml.stack.Child`, and local Kafka/Redis only if they were not already
+running before the bench.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rtml import infra
+from rtml.infra import kafka as local_kafka
+from rtml.infra import redis as local_redis
+from rtml.registry import ModelRegistry
+from rtml.settings import PROJECT_ROOT, Settings
+from rtml.stack import Child, Stack, wait_http_ok
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 90.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """Topic names, consumer groups and cache keys of one bench run (like tests/stack_fixtures)."""
+
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    @property
+    def request_prefix(self) -> str:
+        return f"bench{self.tag}.requests."
+
+    @property
+    def predictions_topic(self) -> str:
+        return f"bench{self.tag}.predictions"
+
+    def request_topic(self, model: str) -> str:
+        return f"{self.request_prefix}{model}"
+
+    def env(self) -> dict[str, str]:
+        return {
+            "RTML_KAFKA__REQUEST_TOPIC_PREFIX": self.request_prefix,
+            "RTML_KAFKA__PREDICTIONS_TOPIC": self.predictions_topic,
+            "RTML_KAFKA__DLQ_TOPIC": f"bench{self.tag}.dlq",
+            "RTML_KAFKA__REPLY_TOPIC_PREFIX": f"bench{self.tag}.replies.",
+            "RTML_WORKER__GROUP_PREFIX": f"bench{self.tag}.workers.",
+            "RTML_REDIS__KEY_PREFIX": f"bench{self.tag}:p:",
+            "RTML_GATEWAY__INSTANCE_ID": f"bench-{self.tag}",
+        }
+
+
+def ensure_models(settings: Settings, models: list[str]) -> ModelRegistry:
+    """The demo models in the configured registry, trained (as `rtml models train-demo`) if absent."""
+    registry = ModelRegistry(settings.registry.root)
+    missing = [m for m in models if m not in registry.list_models()]
+    if missing:
+        from rtml.demo_models import train_demo_models
+
+        print(f"training demo models (missing: {', '.join(missing)}) ...", flush=True)
+        train_demo_models(registry)
+    return registry
+
+
+@dataclass
+class Infra:
+    """Kafka and Redis endpoints, and which local services this bench started (to stop them)."""
+
+    bootstrap: str
+    redis_url: str
+    started: list[str]
+
+    @classmethod
+    def up(cls, settings: Settings) -> Infra:
+        """Check ``infra.status`` first: only local services not running yet are ours to stop later."""
+        before = infra.status(settings)
+        ours = [
+            name
+            for name, status in before.items()
+            if status["source"] == "local" and status["pid"] is None and not status["reachable"]
+        ]
+        try:
+            endpoints = infra.up(settings)
+        except BaseException:
+            cls("", "", ours).down(settings)
+            raise
+        return cls(endpoints.bootstrap_servers, endpoints.redis_url, ours)
+
+    def down(self, settings: Settings) -> None:
+        """Stop only what :meth:`up` started (``infra.down`` would stop both)."""
+        if "kafka" in self.started:
+            local_kafka.stop(local_kafka.KafkaNode.from_settings(settings))
+        if "redis" in self.started:
+            local_redis.stop(local_redis.RedisNode.from_settings(settings))
+
+
+@dataclass
+class RtmlStack:
+    base_url: str
+    namespace: Namespace
+    stack: Stack
+    gateway: Child
+    workers: list[Child]
+    worker_metrics_urls: list[str]
+
+    @property
+    def gateway_metrics_url(self) -> str:
+        return f"{self.base_url}/metrics"
+
+    def stop(self) -> None:
+        self.stack.stop_all()
+
+
+def start_stack(
+    bootstrap: str, redis_url: str, registry_root: Path, models: list[str], workers: int, log_dir: Path
+) -> RtmlStack:
+    """Workers (each serving ``models``, metrics on a free port) and one gateway, all ready."""
+    namespace = Namespace()
+    port = free_port()
+    env = {
+        "RTML_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "RTML_REDIS__URL": redis_url,
+        "RTML_REGISTRY__ROOT": str(registry_root),
+        "RTML_GATEWAY__PORT": str(port),
+        **namespace.env(),
+    }
+    stack = Stack(env=env, log_dir=log_dir)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        urls, children = [], []
+        for index in range(workers):
+            metrics_port = free_port()
+            urls.append(f"http://127.0.0.1:{metrics_port}/metrics")
+            extra = {"RTML_WORKER__METRICS_PORT": str(metrics_port)}
+            children.append(stack.worker(f"worker-{index + 1}", models, extra))
+        gateway = stack.gateway()
+        wait_http_ok(f"{base_url}/ready", timeout_s=READY_TIMEOUT_S, child=gateway)
+        for url, child in zip(urls, children, strict=True):
+            wait_http_ok(url, timeout_s=READY_TIMEOUT_S, child=child)
+    except BaseException:
+        stack.stop_all()
+        raise
+    return RtmlStack(base_url, namespace, stack, gateway, children, urls)
+
+
+def start_baseline(model_dir: Path, log_dir: Path) -> tuple[Child, str]:
+    """``python -m bench.baseline_app`` on a free port, ready; returns the child and its base URL."""
+    port = free_port()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / "baseline.log"
+    with log_path.open("ab") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.baseline_app", "--model-dir", str(model_dir), "--port", str(port)],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    child = Child("baseline", process, log_path)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http_ok(f"{base_url}/health", timeout_s=READY_TIMEOUT_S, child=child)
+    except BaseException:
+        child.stop()
+        raise
+    return child, base_url
