@@ -29,7 +29,7 @@ class Target:
 
     def check(self, measured: float | None) -> dict[str, Any]:
         if measured is None:
-            return {**self._base(), "measured": None, "status": "MISS", "gap": "not measured"}
+            return {**self._base(), "measured": None, "status": "SKIP", "gap": "not measured"}
         ok = {
             "<=": measured <= self.limit,
             ">=": measured >= self.limit,
@@ -160,7 +160,12 @@ def _table(headers: list[str], rows: list[list[str]], markdown: bool) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    lines += [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
     return "\n".join(lines)
 
 

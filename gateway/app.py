@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway import metrics
 from gateway.runtime import GatewayRuntime
 from gateway.service import Prediction
+from gateway.v2 import v2_router
 from rtml.errors import BadRequest, InvalidInput, PayloadTooLarge, RtmlError
 from rtml.settings import Settings
 
@@ -130,6 +131,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.runtime = runtime
     _install_error_handlers(app)
     limit = settings.gateway.max_body_bytes
+    app.include_router(v2_router(runtime, limit))
 
     @app.post("/api/v1/predict")
     async def predict(request: Request) -> Response:

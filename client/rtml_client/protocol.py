@@ -99,6 +99,14 @@ def decode(response: httpx.Response) -> Any:
     raise error_for(response)
 
 
+def decode_readiness(response: httpx.Response) -> Any:
+    """``/ready`` answers 503 with a JSON body saying why; only a non-JSON answer is an error."""
+    try:
+        return response.json()
+    except ValueError:
+        raise error_for(response) from None
+
+
 def error_for(response: httpx.Response) -> RtmlClientError:
     try:
         body = response.json()

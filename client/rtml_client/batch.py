@@ -1,0 +1,275 @@
+"""Many predictions: in-memory lists in chunks, and CSV files of any size streamed in chunks."""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import httpx
+
+from rtml_client import csvio
+from rtml_client.client import MLClient
+from rtml_client.errors import ConnectionFailed, InvalidInput, PayloadTooLarge, RtmlClientError
+from rtml_client.progress import Progress
+from rtml_client.protocol import DEFAULT_TIMEOUT_S, DEFAULT_URL, Features
+from rtml_client.results import BatchResult, CsvReport
+
+DEFAULT_CHUNK_SIZE = 256  # the workers' default rows per ONNX Runtime call
+MAX_REPORTED_FAILURES = 100
+
+PathOrLines = str | os.PathLike[str] | Iterable[str]
+
+
+class BatchPredictor:
+    """Predict many rows through the gateway, ``chunk_size`` rows a request, up to ``max_workers``
+    requests in flight. Takes an existing :class:`MLClient` (``client=``) or builds its own."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        api_key: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        retries: int = 3,
+        *,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        max_workers: int = 4,
+        client: MLClient | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if chunk_size < 1 or max_workers < 1:
+            raise ValueError("chunk_size and max_workers must be >= 1")
+        self._owns_client = client is None
+        self.client = client or MLClient(
+            base_url, api_key, timeout, retries, max_connections=max(max_workers, 4), transport=transport
+        )
+        self.chunk_size = chunk_size
+        self.max_workers = max_workers
+
+    def __enter__(self) -> BatchPredictor:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
+
+    def predict_batch(
+        self,
+        model_name: str,
+        features_list: Sequence[Features] | Any,
+        parallel: bool = True,
+        chunk_size: int | None = None,
+        use_cache: bool = True,
+        model_version: str | int | None = None,
+    ) -> BatchResult:
+        """All rows' predictions in input order, as one :class:`BatchResult` (``chunks`` says how
+        many requests were sent). Any failed chunk raises its error."""
+        size = chunk_size or self.chunk_size
+        rows = list(features_list)
+        chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
+        started = time.perf_counter()
+
+        def send(chunk: list[Any]) -> BatchResult:
+            return self.client.batch_predict(model_name, chunk, use_cache, model_version)
+
+        if parallel and len(chunks) > 1:
+            with ThreadPoolExecutor(min(self.max_workers, len(chunks))) as pool:
+                results = list(pool.map(send, chunks))
+        else:
+            results = [send(chunk) for chunk in chunks]
+        return _merge(model_name, results, (time.perf_counter() - started) * 1000)
+
+    def predict_from_csv(
+        self,
+        model_name: str,
+        csv_path: PathOrLines,
+        output_path: str | os.PathLike[str] | IO[str],
+        *,
+        chunk_size: int | None = None,
+        parallel: bool = True,
+        feature_columns: Sequence[str] | None = None,
+        use_cache: bool = True,
+        model_version: str | int | None = None,
+        progress: bool | None = None,
+        delimiter: str = ",",
+    ) -> CsvReport:
+        """Stream ``csv_path`` (a path, an open text file or any iterable of lines; first line a
+        header) through the model and write ``output_path``: every input column, then
+        ``prediction``, ``probability``, ``probability_<class>`` per class and ``error`` (empty when
+        the row succeeded). Rows that cannot be parsed or are refused get their message in
+        ``error`` and the run goes on; at most ``max_workers * 2`` chunks are held at any time, so
+        memory stays flat whatever the file size. Columns map by the model's feature names (or
+        ``feature_columns``, or by position when the file has exactly as many columns as
+        features). ``progress`` (default: when stderr is a terminal) draws a progress line.
+        Raises :class:`ConnectionFailed` if the gateway cannot be reached at all (the output then
+        holds every row finished before)."""
+        info = self.client.get_model_info(model_name)
+        run = _CsvRun(self, model_name, chunk_size or self.chunk_size, use_cache, model_version, parallel)
+        with ExitStack() as stack:
+            source = _open_lines(stack, csv_path)
+            lines = csvio.CountingLines(source)
+            reader = csv.reader(lines, delimiter=delimiter)
+            header = next(reader, None)
+            if header is None:
+                raise InvalidInput("the CSV file is empty: expected a header line")
+            columns = csvio.map_columns(header, info.feature_names, info.n_features, feature_columns)
+            writer = csv.writer(_open_output(stack, output_path), delimiter=delimiter, lineterminator="\n")
+            writer.writerow(csvio.output_header(header, info.classes))
+            bar = Progress(progress, _size(csv_path))
+            run.stream(reader, columns, writer, len(info.classes or []), lambda: bar.update(*run.counts(lines)))
+            bar.update(*run.counts(lines), final=True)
+        return run.report(columns, output_path)
+
+    def predict_rows(
+        self, model_name: str, rows: list[list[float]], use_cache: bool, model_version: str | int | None
+    ) -> list[csvio.RowOutcome]:
+        """One outcome per row. A refused chunk (422/413) is split in halves until the refused
+        rows are isolated; other errors fail the whole chunk, except connection failures, which
+        are raised."""
+        if not rows:
+            return []
+        try:
+            result = self.client.batch_predict(model_name, rows, use_cache, model_version)
+        except (InvalidInput, PayloadTooLarge) as exc:
+            if len(rows) == 1:
+                return [csvio.RowOutcome(error=f"{exc.code}: {exc.message}")]
+            middle = len(rows) // 2
+            head = self.predict_rows(model_name, rows[:middle], use_cache, model_version)
+            return head + self.predict_rows(model_name, rows[middle:], use_cache, model_version)
+        except ConnectionFailed:
+            raise
+        except RtmlClientError as exc:
+            return [csvio.RowOutcome(error=f"{exc.code}: {exc.message}")] * len(rows)
+        probabilities = result.probabilities or [None] * len(rows)
+        return [
+            csvio.RowOutcome(prediction, probs)
+            for prediction, probs in zip(result.predictions, probabilities, strict=True)
+        ]
+
+
+class _CsvRun:
+    """State of one ``predict_from_csv`` call: a bounded window of chunks in flight, written in order."""
+
+    def __init__(
+        self,
+        predictor: BatchPredictor,
+        model: str,
+        chunk_size: int,
+        use_cache: bool,
+        version: str | int | None,
+        parallel: bool,
+    ) -> None:
+        self.predictor, self.model, self.chunk_size = predictor, model, chunk_size
+        self.use_cache, self.version = use_cache, version
+        self.workers = predictor.max_workers if parallel else 1
+        self.rows = self.failed = 0
+        self.failures: list[dict[str, Any]] = []
+        self.started = time.perf_counter()
+
+    def stream(
+        self, reader: Iterator[list[str]], columns: csvio.ColumnMap, writer: Any, n_classes: int, tick: Any
+    ) -> None:
+        window: deque[tuple[csvio.Chunk, Future[list[csvio.RowOutcome]]]] = deque()
+        with ThreadPoolExecutor(self.workers) as pool:
+            try:
+                for chunk in _chunks(reader, columns, self.chunk_size):
+                    rows = chunk.sendable()
+                    window.append((chunk, pool.submit(self._predict, rows)))
+                    while len(window) > 2 * self.workers or (window and window[0][1].done()):
+                        self._write(*window.popleft(), writer, n_classes)
+                        tick()
+                while window:
+                    self._write(*window.popleft(), writer, n_classes)
+                    tick()
+            finally:
+                for _chunk, future in window:
+                    future.cancel()
+
+    def _predict(self, rows: list[list[float]]) -> list[csvio.RowOutcome]:
+        return self.predictor.predict_rows(self.model, rows, self.use_cache, self.version)
+
+    def _write(
+        self, chunk: csvio.Chunk, future: Future[list[csvio.RowOutcome]], writer: Any, n_classes: int
+    ) -> None:
+        for offset, outcome in enumerate(chunk.outcomes(future.result())):
+            fields = chunk.fields[offset]
+            writer.writerow(csvio.output_row(fields, outcome, n_classes))
+            self.rows += 1
+            if outcome.error is not None:
+                self.failed += 1
+                if len(self.failures) < MAX_REPORTED_FAILURES:
+                    self.failures.append({"row": chunk.first_row + offset, "error": outcome.error})
+
+    def counts(self, lines: csvio.CountingLines) -> tuple[int, int, int]:
+        return self.rows, self.failed, lines.chars
+
+    def report(self, columns: csvio.ColumnMap, output_path: object) -> CsvReport:
+        elapsed = time.perf_counter() - self.started
+        return CsvReport(
+            rows=self.rows,
+            succeeded=self.rows - self.failed,
+            failed=self.failed,
+            failures=self.failures,
+            column_mapping=columns.mode,
+            output_path=str(output_path) if isinstance(output_path, str | os.PathLike) else None,
+            elapsed_s=elapsed,
+            rows_per_s=self.rows / elapsed if elapsed > 0 else 0.0,
+        )
+
+
+def _chunks(reader: Iterator[list[str]], columns: csvio.ColumnMap, size: int) -> Iterator[csvio.Chunk]:
+    chunk = csvio.Chunk(first_row=1)
+    for fields in reader:
+        if not fields:  # blank line
+            continue
+        chunk.fields.append(fields)
+        chunk.parsed.append(csvio.parse_row(fields, columns))
+        if len(chunk.fields) == size:
+            yield chunk
+            chunk = csvio.Chunk(first_row=chunk.first_row + size)
+    if chunk.fields:
+        yield chunk
+
+
+def _open_lines(stack: ExitStack, source: PathOrLines) -> Iterable[str]:
+    if isinstance(source, str | os.PathLike):
+        return stack.enter_context(Path(source).open(newline="", encoding="utf-8"))
+    return source
+
+
+def _open_output(stack: ExitStack, target: str | os.PathLike[str] | IO[str]) -> IO[str]:
+    if isinstance(target, str | os.PathLike):
+        return stack.enter_context(Path(target).open("w", newline="", encoding="utf-8"))
+    return target
+
+
+def _size(source: PathOrLines) -> int | None:
+    return os.path.getsize(source) if isinstance(source, str | os.PathLike) else None
+
+
+def _merge(model_name: str, results: list[BatchResult], latency_ms: float) -> BatchResult:
+    predictions = [p for result in results for p in result.predictions]
+    probabilities = [row for result in results for row in result.probabilities or []]
+    return BatchResult(
+        predictions=predictions,
+        probabilities=probabilities if len(probabilities) == len(predictions) else None,
+        model_name=model_name,
+        model_version=results[0].model_version if results else None,
+        model_versions=sorted({result.model_version for result in results}),
+        count=len(predictions),
+        from_cache=bool(results) and all(result.from_cache for result in results),
+        total_latency_ms=latency_ms,
+        chunks=len(results),
+    )

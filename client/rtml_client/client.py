@@ -1,0 +1,147 @@
+"""Synchronous client for the rtml gateway."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Collection, Sequence
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from rtml_client import bench, protocol
+from rtml_client.protocol import DEFAULT_TIMEOUT_S, DEFAULT_URL, Call, Features
+from rtml_client.results import BatchResult, BenchmarkResult, Health, ModelInfo, PredictionResult, Readiness
+from rtml_client.retry import RetryPolicy
+
+
+class MLClient:
+    """Client for the rtml HTTP API, over one pooled ``httpx.Client`` (safe to share between
+    threads). Use it as a context manager, or call :meth:`close`.
+
+    Failed calls raise :class:`~rtml_client.errors.RtmlClientError` subclasses carrying the
+    server's message. 429, 503 and connection failures are retried ``retries`` times with
+    exponential backoff and jitter, honouring ``Retry-After``; other errors are raised at once.
+
+    >>> client = MLClient("http://localhost:8080")  # doctest: +SKIP
+    >>> client.predict("iris_classifier", [5.1, 3.5, 1.4, 0.2])["prediction"]  # doctest: +SKIP
+    0
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        api_key: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        retries: int = 3,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        max_connections: int = 32,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """``api_key`` is sent as ``Authorization: Bearer``; ``timeout`` (seconds) bounds each
+        attempt; ``retry_policy`` overrides ``retries`` with a full policy; ``transport`` replaces
+        the network (``httpx.MockTransport`` in tests)."""
+        self.base_url = base_url.rstrip("/")
+        self.retry_policy = retry_policy or RetryPolicy(retries=retries)
+        self._sleep = sleep
+        options = protocol.client_kwargs(base_url, api_key, timeout, max_connections)
+        self._http = httpx.Client(transport=transport, **options)
+
+    def __enter__(self) -> MLClient:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _send(self, call: Call, answers: Collection[int] = ()) -> httpx.Response:
+        """Send with retries; a 2xx (or a status in ``answers``) is returned, errors raised typed."""
+        for attempt in itertools.count():
+            try:
+                response = self._http.request(call.method, call.path, json=call.json)
+            except httpx.TransportError as exc:
+                delay = protocol.retry_after_transport(self.retry_policy, attempt, exc, self.base_url)
+            else:
+                if response.is_success or response.status_code in answers:
+                    return response
+                delay = protocol.retry_after_response(self.retry_policy, attempt, response)
+            self._sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _timed(self, call: Call) -> tuple[Any, float]:
+        started = time.perf_counter()
+        body = protocol.decode(self._send(call))
+        return body, (time.perf_counter() - started) * 1000
+
+    def predict(
+        self,
+        model_name: str,
+        features: Features,
+        use_cache: bool = True,
+        model_version: str | int | None = None,
+        *,
+        request_id: str | None = None,
+        timeout_ms: int | None = None,
+    ) -> PredictionResult:
+        """One prediction. ``model_version`` defaults to the latest; ``timeout_ms`` is the
+        gateway's deadline for this request (its default: 5000)."""
+        call = protocol.predict_call(model_name, features, use_cache, model_version, request_id, timeout_ms)
+        return protocol.prediction(*self._timed(call))
+
+    def batch_predict(
+        self,
+        model_name: str,
+        features_list: Sequence[Features] | Any,
+        use_cache: bool = True,
+        model_version: str | int | None = None,
+        *,
+        timeout_ms: int | None = None,
+    ) -> BatchResult:
+        """Many rows in one request (one Kafka message, one ONNX Runtime call on the worker).
+        For more rows than the gateway takes at once, use :class:`~rtml_client.BatchPredictor`."""
+        call = protocol.batch_call(model_name, features_list, use_cache, model_version, timeout_ms)
+        return protocol.batch(*self._timed(call))
+
+    def get_model_info(self, name: str) -> ModelInfo:
+        return ModelInfo(protocol.decode(self._send(Call("GET", f"{protocol.MODELS}/{name}"))))
+
+    def list_models(self) -> list[ModelInfo]:
+        body = protocol.decode(self._send(Call("GET", protocol.MODELS)))
+        return [ModelInfo(entry) for entry in body["models"]]
+
+    def health_check(self) -> Health:
+        """Liveness; the result is truthy when the gateway says ``status: ok``."""
+        return Health(protocol.decode(self._send(Call("GET", "/health"))))
+
+    def ready(self) -> Readiness:
+        """Readiness; a 503 is an answer here (falsy result with ``reasons``), not an error."""
+        return Readiness(protocol.decode_readiness(self._send(Call("GET", "/ready"), answers={503})))
+
+    def get_metrics(self) -> str:
+        """The gateway's Prometheus exposition text."""
+        return self._send(Call("GET", "/metrics")).text
+
+    def benchmark(
+        self,
+        model_name: str,
+        features: Features,
+        n_requests: int = 1000,
+        concurrency: int = 1,
+        use_cache: bool = True,
+    ) -> BenchmarkResult:
+        """Send ``n_requests`` predictions from ``concurrency`` threads; latency statistics (ms)
+        of the successful ones and their throughput. Failed requests are counted in
+        ``n_errors``/``errors_by_code``; if every request failed, the first error is raised."""
+        row = protocol.as_row(features)
+
+        def one() -> float:
+            return self.predict(model_name, row, use_cache=use_cache).latency_ms
+
+        return bench.run_sync(one, n_requests, concurrency)
