@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.observe import Snapshot, gateway_cache_hit_ratio, mean_batch_rows
+from bench.observe import Snapshot, gateway_cache_hit_ratio, gateway_trouble, mean_batch_rows
 from bench.wrk import WrkResult, run_wrk
 
 SCENARIO_SCRIPT = {
@@ -47,6 +47,7 @@ class HttpCase:
     runs: list[WrkResult] = field(default_factory=list)
     batch_rows: list[float | None] = field(default_factory=list)
     cache_hit_ratio: list[float | None] = field(default_factory=list)
+    gateway_trouble: list[dict[str, int]] = field(default_factory=list)
 
     def median(self, attr: str) -> float:
         return float(statistics.median(getattr(run, attr) for run in self.runs))
@@ -68,6 +69,7 @@ class HttpCase:
             "errors_total": sum(run.errors for run in self.runs),
             "mean_batch_rows": self.median_of(self.batch_rows),
             "cache_hit_ratio": self.median_of(self.cache_hit_ratio),
+            "gateway_trouble": self.gateway_trouble,
             "runs": [run.to_dict() for run in self.runs],
         }
 
@@ -95,6 +97,7 @@ def run_case(
         if before is not None and after is not None:
             case.batch_rows.append(mean_batch_rows(before, after, plan.model))
             case.cache_hit_ratio.append(gateway_cache_hit_ratio(before, after, plan.model))
+            case.gateway_trouble.append(gateway_trouble(before, after))
         print(f"  {_line(case)}", flush=True)
     return case
 
@@ -105,6 +108,9 @@ def _line(case: HttpCase) -> str:
     hits = case.cache_hit_ratio[-1] if case.cache_hit_ratio else None
     extra = f" batch {batch:.1f}" if batch is not None else ""
     extra += f" hits {hits:.0%}" if hits is not None else ""
+    extra += (
+        f" gateway {case.gateway_trouble[-1]}" if case.gateway_trouble and case.gateway_trouble[-1] else ""
+    )
     return (
         f"{case.system:8} {case.scenario:8} c={case.concurrency:<3} {run.rps:9.0f} req/s "
         f"p50 {run.p50_ms:7.2f} p99 {run.p99_ms:7.2f} p99.9 {run.p999_ms:7.2f} ms "

@@ -28,6 +28,7 @@ from schemas.model_metadata import ModelMetadata
 
 PILOT_PREDICTIONS = 4000
 MIN_PREDICTIONS = 5000
+SIZING_ROUNDS = 2
 ENCODE_CHUNK = 4096
 
 
@@ -228,10 +229,15 @@ def _check_sample(sample: bytes | None, model: str) -> None:
 def run_direct(
     target: DirectTarget, meta: ModelMetadata, rows: int, target_s: float, max_predictions: int
 ) -> DirectResult:
-    """A pilot sizes N for about ``target_s`` seconds of work; then the measured run."""
-    pilot = measure(target, meta, max(1, PILOT_PREDICTIONS // rows), rows, timeout_s=30)
-    rate = pilot.predictions_per_s or pilot.end_to_end_per_s
-    predictions = min(max_predictions, max(MIN_PREDICTIONS, int(rate * target_s)))
-    messages = max(1, math.ceil(predictions / rows))
-    timeout_s = min(120.0, max(20.0, 4 * messages * rows / max(rate, 1.0)))
-    return measure(target, meta, messages, rows, timeout_s)
+    """A pilot sizes N for about ``target_s`` seconds of work; resized (at most twice) while the
+    measured span falls short of 70% of ``target_s`` and N is below ``max_predictions``."""
+    result = measure(target, meta, max(1, PILOT_PREDICTIONS // rows), rows, timeout_s=30)
+    for _ in range(SIZING_ROUNDS):
+        rate = max(result.predictions_per_s, result.end_to_end_per_s, 1.0)
+        predictions = min(max_predictions, max(MIN_PREDICTIONS, int(rate * target_s * 1.1)))
+        messages = max(1, math.ceil(predictions / rows))
+        timeout_s = min(120.0, max(20.0, 4 * messages * rows / rate))
+        result = measure(target, meta, messages, rows, timeout_s)
+        if result.span_s >= 0.7 * target_s or predictions >= max_predictions:
+            break
+    return result

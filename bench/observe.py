@@ -71,6 +71,23 @@ def gateway_cache_hit_ratio(before: Snapshot, after: Snapshot, model: str) -> fl
     return hits / (hits + misses) if hits + misses > 0 else None
 
 
+GATEWAY_ERROR_COUNTERS = {
+    "cache_errors": "rtml_gateway_cache_errors_total",
+    "timeouts_504": "rtml_gateway_timeouts_total",
+    "unavailable_503": "rtml_gateway_unavailable_total",
+    "late_replies": "rtml_gateway_late_replies_total",
+}
+
+
+def gateway_trouble(before: Snapshot, after: Snapshot) -> dict[str, int]:
+    """Increase of the gateway's error counters between two snapshots (only the non-zero ones)."""
+    deltas = {
+        label: int(total(after.gateway, name) - total(before.gateway, name))
+        for label, name in GATEWAY_ERROR_COUNTERS.items()
+    }
+    return {label: value for label, value in deltas.items() if value}
+
+
 def worker_rows(snapshot: Snapshot, model: str, source: str) -> float:
     return snapshot.workers_total("rtml_worker_rows_total", model=model, source=source)
 

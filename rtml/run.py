@@ -8,7 +8,6 @@ gateway. Prints a working curl, then waits; Ctrl-C stops everything it started.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 
@@ -24,7 +23,7 @@ FIRST_WORKER_METRICS_PORT = 9101
 
 
 def run_stack(settings: Settings) -> int:
-    uses_local_infra = not (os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("REDIS_URL"))
+    uses_local_infra = not (infra.external_kafka() and infra.external_redis())
     endpoints = infra.up(settings)
     registry = ModelRegistry(settings.registry.root)
     if not registry.list_models():
@@ -41,8 +40,9 @@ def run_stack(settings: Settings) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
+        first_port = settings.worker.metrics_port or FIRST_WORKER_METRICS_PORT
         for index in range(WORKERS):
-            port = str(FIRST_WORKER_METRICS_PORT + index)
+            port = str(first_port + index)
             stack.worker(f"worker-{index + 1}", ["all"], {"RTML_WORKER__METRICS_PORT": port})
         gateway = stack.gateway()
         base = f"http://{settings.gateway.host}:{settings.gateway.port}"

@@ -106,7 +106,7 @@ class AsyncMLClient:
         timeout_ms: int | None = None,
     ) -> BatchResult:
         """Many rows in one request (one Kafka message, one ONNX Runtime call on the worker).
-        For more rows than the gateway takes at once, send chunks (see :class:`~rtml_client.BatchPredictor`)."""
+        For more rows than the gateway takes at once, send chunks (as ``BatchPredictor`` does)."""
         call = protocol.batch_call(model_name, features_list, use_cache, model_version, timeout_ms)
         return protocol.batch(*await self._timed(call))
 

@@ -128,7 +128,9 @@ class BatchPredictor:
             writer = csv.writer(_open_output(stack, output_path), delimiter=delimiter, lineterminator="\n")
             writer.writerow(csvio.output_header(header, info.classes))
             bar = Progress(progress, _size(csv_path))
-            run.stream(reader, columns, writer, len(info.classes or []), lambda: bar.update(*run.counts(lines)))
+            run.stream(
+                reader, columns, writer, len(info.classes or []), lambda: bar.update(*run.counts(lines))
+            )
             bar.update(*run.counts(lines), final=True)
         return run.report(columns, output_path)
 
@@ -152,7 +154,9 @@ class BatchPredictor:
             raise
         except RtmlClientError as exc:
             return [csvio.RowOutcome(error=f"{exc.code}: {exc.message}")] * len(rows)
-        probabilities = result.probabilities or [None] * len(rows)
+        probabilities: list[list[float] | None] = [None] * len(rows)
+        if result.probabilities:
+            probabilities = list(result.probabilities)
         return [
             csvio.RowOutcome(prediction, probs)
             for prediction, probs in zip(result.predictions, probabilities, strict=True)
@@ -210,7 +214,7 @@ class _CsvRun:
             if outcome.error is not None:
                 self.failed += 1
                 if len(self.failures) < MAX_REPORTED_FAILURES:
-                    self.failures.append({"row": chunk.first_row + offset, "error": outcome.error})
+                    self.failures.append({"line": chunk.lines[offset], "error": outcome.error})
 
     def counts(self, lines: csvio.CountingLines) -> tuple[int, int, int]:
         return self.rows, self.failed, lines.chars
@@ -229,16 +233,18 @@ class _CsvRun:
         )
 
 
-def _chunks(reader: Iterator[list[str]], columns: csvio.ColumnMap, size: int) -> Iterator[csvio.Chunk]:
-    chunk = csvio.Chunk(first_row=1)
+def _chunks(reader: Any, columns: csvio.ColumnMap, size: int) -> Iterator[csvio.Chunk]:
+    """``reader`` is a ``csv.reader`` (its ``line_num`` numbers the rows for error reports)."""
+    chunk = csvio.Chunk()
     for fields in reader:
         if not fields:  # blank line
             continue
+        chunk.lines.append(reader.line_num)
         chunk.fields.append(fields)
         chunk.parsed.append(csvio.parse_row(fields, columns))
         if len(chunk.fields) == size:
             yield chunk
-            chunk = csvio.Chunk(first_row=chunk.first_row + size)
+            chunk = csvio.Chunk()
     if chunk.fields:
         yield chunk
 

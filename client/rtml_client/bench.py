@@ -56,7 +56,9 @@ def run_sync(call: Callable[[], float], n_requests: int, concurrency: int) -> Be
                 tally.add(error=exc)
 
     started = time.perf_counter()
-    threads = [threading.Thread(target=caller, args=(n,), daemon=True) for n in _shares(n_requests, concurrency)]
+    threads = [
+        threading.Thread(target=caller, args=(n,), daemon=True) for n in _shares(n_requests, concurrency)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -64,7 +66,9 @@ def run_sync(call: Callable[[], float], n_requests: int, concurrency: int) -> Be
     return summarize(tally, time.perf_counter() - started, concurrency)
 
 
-async def run_async(call: Callable[[], Awaitable[float]], n_requests: int, concurrency: int) -> BenchmarkResult:
+async def run_async(
+    call: Callable[[], Awaitable[float]], n_requests: int, concurrency: int
+) -> BenchmarkResult:
     """As :func:`run_sync`, with ``concurrency`` tasks on the running event loop."""
     check_arguments(n_requests, concurrency)
     tally = _Tally()

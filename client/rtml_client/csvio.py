@@ -26,7 +26,10 @@ class ColumnMap:
 
 
 def map_columns(
-    header: Sequence[str], feature_names: Sequence[str] | None, n_features: int, explicit: Sequence[str] | None
+    header: Sequence[str],
+    feature_names: Sequence[str] | None,
+    n_features: int,
+    explicit: Sequence[str] | None,
 ) -> ColumnMap:
     """By ``explicit`` column names, else by the model's feature names, else by position when
     the file has exactly ``n_features`` columns; otherwise an error naming what is missing."""
@@ -81,7 +84,7 @@ class RowOutcome:
 class Chunk:
     """Up to ``chunk_size`` consecutive rows; only the parsable ones are sent."""
 
-    first_row: int  # 1-based number of the chunk's first data row (the header is row 0)
+    lines: list[int] = field(default_factory=list)  # each row's line number in the file (header: 1)
     fields: list[list[str]] = field(default_factory=list)
     parsed: list[list[float] | str] = field(default_factory=list)
 

@@ -99,7 +99,9 @@ _BY_STATUS: dict[int, type[RtmlClientError]] = {
 }
 
 
-def error_from_response(status: int, body: Any, text: str, retry_after: float | None = None) -> RtmlClientError:
+def error_from_response(
+    status: int, body: Any, text: str, retry_after: float | None = None
+) -> RtmlClientError:
     """Build the typed error for an error answer; ``body`` is the decoded JSON (or None)."""
     code, message = None, text.strip()[:500] or f"HTTP {status}"
     error = body.get("error") if isinstance(body, dict) else None

@@ -33,9 +33,7 @@ class Call:
     json: dict[str, Any] | None = None
 
 
-def client_kwargs(
-    base_url: str, api_key: str | None, timeout: float, max_connections: int
-) -> dict[str, Any]:
+def client_kwargs(base_url: str, api_key: str | None, timeout: float, max_connections: int) -> dict[str, Any]:
     """Arguments for ``httpx.Client`` / ``httpx.AsyncClient``: one pooled client per SDK client."""
     headers = {"User-Agent": f"rtml-client/{__version__}", "Accept": "application/json"}
     if api_key:

@@ -202,7 +202,7 @@ class Health(Result):
     """``GET /health``; truthy when the gateway process says it is alive."""
 
     def __bool__(self) -> bool:
-        return self.get("status") == "ok"
+        return bool(self.get("status") == "ok")
 
     @property
     def status(self) -> str:
@@ -230,3 +230,37 @@ class Readiness(Result):
     @property
     def cache(self) -> str | None:
         return cast(str | None, self.get("cache"))
+
+
+class CsvReport(Result):
+    """Outcome of :meth:`BatchPredictor.predict_from_csv`. ``failures`` lists the first 100
+    failed rows as ``{"line": <line number in the input file, header = 1>, "error": ...}``;
+    every failed row also carries its message in the output's ``error`` column."""
+
+    @property
+    def rows(self) -> int:
+        return self._as("rows", int)
+
+    @property
+    def succeeded(self) -> int:
+        return self._as("succeeded", int)
+
+    @property
+    def failed(self) -> int:
+        return self._as("failed", int)
+
+    @property
+    def failures(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], self.get("failures", []))
+
+    @property
+    def column_mapping(self) -> str:
+        return self._as("column_mapping", str)
+
+    @property
+    def output_path(self) -> str | None:
+        return cast(str | None, self.get("output_path"))
+
+    @property
+    def elapsed_s(self) -> float:
+        return self._as("elapsed_s", float)
