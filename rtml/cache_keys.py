@@ -26,6 +26,15 @@ def cache_key(prefix: str, model: str, version: str, row: Sequence[float]) -> st
     return f"{prefix}{model}:{version}:{row_digest(row)}"
 
 
+def cache_keys(
+    prefix: str, model: str, version: str, rows: Sequence[Sequence[float]] | np.ndarray
+) -> list[str]:
+    """Keys of many rows of equal width, with one array conversion instead of one per row."""
+    canonical = np.asarray(rows, dtype="<f8") + 0.0
+    head = f"{prefix}{model}:{version}:"
+    return [head + blake2b(row.tobytes(), digest_size=16).hexdigest() for row in canonical]
+
+
 def encode_value(prediction: Label, probabilities: Sequence[float] | None) -> bytes:
     return orjson.dumps([prediction, probabilities])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rtml.cache_keys import cache_key, decode_value, encode_value
+from rtml.cache_keys import cache_key, cache_keys, decode_value, encode_value
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 rows = st.lists(finite, min_size=1, max_size=32)
@@ -46,3 +46,12 @@ def test_model_and_version_are_part_of_the_key(row: list[float]) -> None:
 )
 def test_values_round_trip(label: int | str, probabilities: list[float] | None) -> None:
     assert decode_value(encode_value(label, probabilities)) == (label, probabilities)
+
+
+@given(
+    st.integers(min_value=1, max_value=8).flatmap(
+        lambda n: st.lists(st.lists(finite, min_size=n, max_size=n), min_size=1, max_size=6)
+    )
+)
+def test_batched_keys_equal_single_keys(batch: list[list[float]]) -> None:
+    assert cache_keys("p:", "m", "3", batch) == [cache_key("p:", "m", "3", row) for row in batch]

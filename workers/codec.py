@@ -17,8 +17,9 @@ from confluent_kafka import Message
 from pydantic import ValidationError
 
 from rtml.errors import InvalidInput, ModelNotFound, RtmlError
-from rtml.features import check_rows
 from schemas.messages import SCHEMA_VERSION, DeadLetterReason, Label, PredictRequest
+
+__all__ = ["DecodedRequest", "PredictRequest", "Rejected"]
 from workers.runtime import ModelRuntime, RuntimeTable
 
 
@@ -77,10 +78,21 @@ def _bind_model(
                 f"request for model '{request.model}' on the topic of model '{runtimes.model}'"
             )
         runtime = runtimes.resolve(request.version)
-        check_rows(request.features, runtime.n_features, request.model, runtime.version, "features")
+        _check_widths(request.features, runtime)
     except (ModelNotFound, InvalidInput) as exc:
         return Rejected(message, exc.dead_letter_reason, exc.message, request, exc.code)  # type: ignore[arg-type]
     return DecodedRequest(message, request, runtime)
+
+
+def _check_widths(rows: list[list[float]], runtime: ModelRuntime) -> None:
+    """Values are already finite floats (the schema says so); only the width is model-specific."""
+    n = runtime.n_features
+    for index, row in enumerate(rows):
+        if len(row) != n:
+            raise InvalidInput(
+                f"features[{index}] has {len(row)} values; model '{runtime.metadata.name}' "
+                f"v{runtime.version} expects {n}"
+            )
 
 
 def encode_reply(

@@ -1,21 +1,24 @@
 """One consumed batch through the stages: decode -> cache -> ONNX -> reply + log.
 
 Every message ends as predictions in the log or as a dead letter with the reason.
-A model failure on a batch is retried request by request, so one poison request
-cannot fail its neighbours.
+Rows of all requests for the same model version are handled as one array: one
+cache-key pass, one MGET for the whole batch, one ONNX Runtime call per version
+(in chunks of ``max_batch_rows``). A model failure on a batch is retried request
+by request, so one poison request cannot fail its neighbours.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 from confluent_kafka import Message
 
-from rtml.cache_keys import cache_key, decode_value, encode_value
+from rtml.cache_keys import cache_keys, decode_value, encode_value
 from rtml.errors import ModelError
 from rtml.settings import Settings
 from schemas.messages import Label
@@ -34,15 +37,35 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-@dataclass
-class _Served:
-    """Per-request results, filled row by row from the cache and the model."""
+class VersionBatch:
+    """All rows of one batch that go to the same model version, flattened in request order."""
 
-    item: DecodedRequest
-    labels: list[Label | None]
-    probabilities: list[list[float] | None]
-    from_cache: list[bool]
-    keys: list[str] = field(default_factory=list)
+    def __init__(self, runtime: ModelRuntime) -> None:
+        self.runtime = runtime
+        self.items: list[DecodedRequest] = []
+        self.starts: list[int] = []
+        self.rows: list[list[float]] = []
+        self.keys: list[str] = []
+        self.labels: list[Label | None] = []
+        self.probabilities: list[list[float] | None] = []
+        self.from_cache: list[bool] = []
+        self.failed: set[int] = set()  # indexes into items
+
+    def add(self, item: DecodedRequest) -> None:
+        self.items.append(item)
+        self.starts.append(len(self.rows))
+        self.rows.extend(item.request.features)
+
+    def span(self, index: int) -> range:
+        end = self.starts[index + 1] if index + 1 < len(self.starts) else len(self.rows)
+        return range(self.starts[index], end)
+
+    def prepare(self, prefix: str, model: str) -> np.ndarray:
+        array = np.asarray(self.rows, dtype=np.float64)
+        self.keys = cache_keys(prefix, model, self.runtime.version, array)
+        size = len(self.rows)
+        self.labels, self.probabilities, self.from_cache = [None] * size, [None] * size, [False] * size
+        return array
 
 
 class Pipeline:
@@ -70,15 +93,18 @@ class Pipeline:
     def process(self, messages: Sequence[Message]) -> None:
         started = time.perf_counter()
         arrived_ms = now_ms()
-        accepted: list[DecodedRequest] = []
+        batches: dict[str, VersionBatch] = {}
         for message in messages:
             outcome = codec.decode(message, self._runtimes, arrived_ms, self._reply_prefix)
             if isinstance(outcome, Rejected):
                 self._reject(outcome, arrived_ms)
-            else:
-                accepted.append(outcome)
-        if accepted:
-            self._serve(accepted, started)
+                continue
+            version = outcome.runtime.version
+            if version not in batches:
+                batches[version] = VersionBatch(outcome.runtime)
+            batches[version].add(outcome)
+        if batches:
+            self._serve(list(batches.values()), started)
         self._replies.poll()
         metrics.BATCH_SECONDS.labels(self._model).observe(time.perf_counter() - started)
 
@@ -95,129 +121,121 @@ class Pipeline:
             extra={"reason": rejected.reason, "detail": rejected.detail, "offset": rejected.message.offset()},
         )
 
-    def _serve(self, accepted: list[DecodedRequest], started: float) -> None:
-        served = [self._lookup_plan(item) for item in accepted]
-        self._read_cache(served)
-        failed = self._predict_misses(served)
+    def _serve(self, batches: list[VersionBatch], started: float) -> None:
+        arrays = [batch.prepare(self._key_prefix, self._model) for batch in batches]
+        self._read_cache(batches)
+        to_cache: list[tuple[str, bytes]] = []
+        for batch, array in zip(batches, arrays, strict=True):
+            self._predict_misses(batch, array, to_cache)
+        self._cache.put_many(to_cache)
         done_ms = now_ms()
         worker_ms = (time.perf_counter() - started) * 1000
-        for entry in served:
-            if id(entry) in failed:
-                continue
-            self._emit(entry, done_ms, worker_ms)
-        metrics.MESSAGES.labels(self._model, "served").inc(len(served) - len(failed))
+        for batch in batches:
+            self._emit(batch, done_ms, worker_ms)
 
-    def _lookup_plan(self, item: DecodedRequest) -> _Served:
-        rows = len(item.request.features)
-        entry = _Served(item, [None] * rows, [None] * rows, [False] * rows)
-        version = item.runtime.version
-        entry.keys = [cache_key(self._key_prefix, self._model, version, row) for row in item.request.features]
-        return entry
-
-    def _read_cache(self, served: list[_Served]) -> None:
+    def _read_cache(self, batches: list[VersionBatch]) -> None:
         wanted = [
-            (entry, index)
-            for entry in served
-            if entry.item.request.use_cache
-            for index in range(len(entry.keys))
+            (batch, row)
+            for batch in batches
+            for index, item in enumerate(batch.items)
+            if item.request.use_cache
+            for row in batch.span(index)
         ]
-        values = self._cache.get_many([entry.keys[index] for entry, index in wanted])
+        if not wanted:
+            return
+        values = self._cache.get_many([batch.keys[row] for batch, row in wanted])
         hits = 0
-        for (entry, index), raw in zip(wanted, values, strict=True):
+        for (batch, row), raw in zip(wanted, values, strict=True):
             if raw is not None:
-                entry.labels[index], entry.probabilities[index] = decode_value(raw)
-                entry.from_cache[index] = True
+                batch.labels[row], batch.probabilities[row] = decode_value(raw)
+                batch.from_cache[row] = True
                 hits += 1
-        if wanted:
-            metrics.CACHE.labels(self._model, "hit").inc(hits)
-            metrics.CACHE.labels(self._model, "miss").inc(len(wanted) - hits)
+        metrics.CACHE.labels(self._model, "hit").inc(hits)
+        metrics.CACHE.labels(self._model, "miss").inc(len(wanted) - hits)
 
-    def _predict_misses(self, served: list[_Served]) -> set[int]:
-        """Run ONNX once per version on all missed rows; returns ids of failed entries."""
-        by_version: dict[str, list[tuple[_Served, int]]] = {}
-        for entry in served:
-            for index, hit in enumerate(entry.from_cache):
-                if not hit:
-                    by_version.setdefault(entry.item.runtime.version, []).append((entry, index))
-        failed: set[int] = set()
-        to_cache: list[tuple[str, bytes]] = []
-        for slots in by_version.values():
-            runtime = slots[0][0].item.runtime
-            try:
-                self._run(runtime, slots, to_cache)
-            except Exception:  # the model failed on this batch: isolate the poison request
-                log.exception(
-                    "batch inference failed; retrying request by request", extra={"model": self._model}
-                )
-                failed |= self._run_one_by_one(runtime, slots, to_cache)
-        self._cache.put_many(to_cache)
-        return failed
+    def _predict_misses(
+        self, batch: VersionBatch, array: np.ndarray, to_cache: list[tuple[str, bytes]]
+    ) -> None:
+        misses = [row for row, hit in enumerate(batch.from_cache) if not hit]
+        if not misses:
+            return
+        try:
+            self._run(batch, array, misses, to_cache)
+        except Exception:  # the model failed on this batch: isolate the poison request
+            log.exception("batch inference failed; retrying request by request", extra={"model": self._model})
+            self._run_one_by_one(batch, array, set(misses), to_cache)
 
     def _run(
-        self, runtime: ModelRuntime, slots: list[tuple[_Served, int]], to_cache: list[tuple[str, bytes]]
+        self, batch: VersionBatch, array: np.ndarray, rows: list[int], to_cache: list[tuple[str, bytes]]
     ) -> None:
-        for start in range(0, len(slots), self._max_rows):
-            chunk = slots[start : start + self._max_rows]
-            rows = np.asarray(
-                [entry.item.request.features[index] for entry, index in chunk], dtype=np.float32
-            )
+        for start in range(0, len(rows), self._max_rows):
+            chunk = rows[start : start + self._max_rows]
             began = time.perf_counter()
-            result = runtime.predict(rows)
+            result = batch.runtime.predict(array[chunk].astype(np.float32))
             metrics.INFERENCE_SECONDS.labels(self._model).observe(time.perf_counter() - began)
             metrics.BATCH_ROWS.labels(self._model).observe(len(chunk))
             probabilities = result.probabilities.tolist() if result.probabilities is not None else None
-            for position, (entry, index) in enumerate(chunk):
+            for position, row in enumerate(chunk):
                 label = result.labels[position]
                 row_probabilities = probabilities[position] if probabilities is not None else None
-                entry.labels[index] = label
-                entry.probabilities[index] = row_probabilities
-                to_cache.append((entry.keys[index], encode_value(label, row_probabilities)))
+                batch.labels[row] = label
+                batch.probabilities[row] = row_probabilities
+                to_cache.append((batch.keys[row], encode_value(label, row_probabilities)))
 
     def _run_one_by_one(
-        self, runtime: ModelRuntime, slots: list[tuple[_Served, int]], to_cache: list[tuple[str, bytes]]
-    ) -> set[int]:
-        by_entry: dict[int, list[tuple[_Served, int]]] = {}
-        for slot in slots:
-            by_entry.setdefault(id(slot[0]), []).append(slot)
-        failed: set[int] = set()
-        for entry_slots in by_entry.values():
+        self, batch: VersionBatch, array: np.ndarray, misses: set[int], to_cache: list[tuple[str, bytes]]
+    ) -> None:
+        for index, item in enumerate(batch.items):
+            rows = [row for row in batch.span(index) if row in misses]
+            if not rows:
+                continue
             try:
-                self._run(runtime, entry_slots, to_cache)
+                self._run(batch, array, rows, to_cache)
             except Exception as exc:
-                entry = entry_slots[0][0]
-                failed.add(id(entry))
-                error = ModelError(f"model '{self._model}' v{runtime.version} failed: {exc}")
+                batch.failed.add(index)
+                error = ModelError(f"model '{self._model}' v{batch.runtime.version} failed: {exc}")
                 self._reject(
-                    Rejected(
-                        entry.item.message, "model_error", error.message, entry.item.request, error.code
-                    ),
-                    now_ms(),
+                    Rejected(item.message, "model_error", error.message, item.request, error.code), now_ms()
                 )
-        return failed
 
-    def _emit(self, entry: _Served, done_ms: int, worker_ms: float) -> None:
-        request = entry.item.request
-        version = entry.item.runtime.version
-        labels: list[Label] = entry.labels  # type: ignore[assignment]  # all rows filled by now
-        for row, label in enumerate(labels):
-            record = encode_prediction_record(
-                request_id=request.request_id,
-                row=row,
-                model=request.model,
-                version=version,
-                features=request.features[row],
-                prediction=label,
-                probabilities=entry.probabilities[row],
-                from_cache=entry.from_cache[row],
-                source=request.source,
-                predicted_at_ms=done_ms,
-                sent_at_ms=request.sent_at_ms,
-                served_by="worker",
-            )
-            self._outbox.send(self._log_topic, record, request.request_id.encode())
-        metrics.ROWS.labels(self._model, version, request.source).inc(len(labels))
-        if request.reply_to:
-            reply = codec.encode_reply(
-                request, version, labels, entry.probabilities, entry.from_cache, worker_ms
-            )
-            self._replies.send(request.reply_to, request.request_id, reply)
+    def _emit(self, batch: VersionBatch, done_ms: int, worker_ms: float) -> None:
+        version = batch.runtime.version
+        rows_by_source: Counter[str] = Counter()
+        for index, item in enumerate(batch.items):
+            if index in batch.failed:
+                continue
+            request = item.request
+            span = batch.span(index)
+            for offset, row in enumerate(span):
+                record = encode_prediction_record(
+                    request_id=request.request_id,
+                    row=offset,
+                    model=request.model,
+                    version=version,
+                    features=request.features[offset],
+                    prediction=batch.labels[row],  # type: ignore[arg-type]  # filled by cache or model
+                    probabilities=batch.probabilities[row],
+                    from_cache=batch.from_cache[row],
+                    source=request.source,
+                    predicted_at_ms=done_ms,
+                    sent_at_ms=request.sent_at_ms,
+                    served_by="worker",
+                )
+                self._outbox.send(self._log_topic, record, request.request_id.encode())
+            rows_by_source[request.source] += len(span)
+            if request.reply_to:
+                self._reply(batch, span, request.reply_to, request, worker_ms)
+        for source, count in rows_by_source.items():
+            metrics.ROWS.labels(self._model, version, source).inc(count)
+        metrics.MESSAGES.labels(self._model, "served").inc(len(batch.items) - len(batch.failed))
+
+    def _reply(
+        self, batch: VersionBatch, span: range, topic: str, request: codec.PredictRequest, worker_ms: float
+    ) -> None:
+        labels = cast(list[Label], batch.labels[span.start : span.stop])  # all filled by now
+        probabilities = batch.probabilities[span.start : span.stop]
+        from_cache = batch.from_cache[span.start : span.stop]
+        reply = codec.encode_reply(
+            request, batch.runtime.version, labels, probabilities, from_cache, worker_ms
+        )
+        self._replies.send(topic, request.request_id, reply)
