@@ -44,21 +44,20 @@ class RunLimits:
 
 
 class ModelWorker:
-    def __init__(
-        self, settings: Settings, model: str, cache: WorkerCache, replies: ReplySender, worker_id: str
-    ) -> None:
+    def __init__(self, settings: Settings, model: str, cache: WorkerCache, worker_id: str) -> None:
         registry = ModelRegistry(settings.registry.root)
         self.model = model
         self._settings = settings.worker
         self._runtimes = RuntimeTable(registry, model, threads=settings.worker.ort_threads)
         self._outbox = DurableOutbox(settings.kafka, client_id=f"{worker_id}-{model}-log")
+        self._replies = ReplySender(settings.kafka, client_id=f"{worker_id}-{model}-replies")
         self._consumer = RequestConsumer(
             settings.kafka,
             group=f"{settings.worker.group_prefix}{model}",
             topic=settings.kafka.request_topic(model),
             client_id=f"{worker_id}-{model}",
         )
-        self._pipeline = Pipeline(settings, self._runtimes, cache, self._outbox, replies, worker_id)
+        self._pipeline = Pipeline(settings, self._runtimes, cache, self._outbox, self._replies, worker_id)
 
     def run(self, stop: threading.Event, limits: RunLimits = RunLimits()) -> int:
         """Serve until ``stop`` is set or a limit is reached; returns messages consumed."""
@@ -76,6 +75,7 @@ class ModelWorker:
                         break
                     continue
                 self._pipeline.process(batch)
+                self._replies.flush(DURABLE_TIMEOUT_S)
                 if self._outbox.confirm(DURABLE_TIMEOUT_S):
                     self._consumer.store(batch)
                     consumed += len(batch)
@@ -89,6 +89,7 @@ class ModelWorker:
         return consumed
 
     def close(self) -> None:
+        self._replies.close()
         self._outbox.close()
         self._consumer.close()
         log.info("model worker stopped", extra={"model": self.model})
@@ -122,10 +123,9 @@ def run_worker_process(settings: Settings, models: list[str], limits: RunLimits 
 
         start_http_server(settings.worker.metrics_port, addr=settings.gateway.host)
     cache = WorkerCache(settings.redis)
-    replies = ReplySender(settings.kafka, client_id=f"{worker_id}-replies")
     stop = threading.Event()
     _install_signal_handlers(stop)
-    workers = [ModelWorker(settings, model, cache, replies, worker_id) for model in models]
+    workers = [ModelWorker(settings, model, cache, worker_id) for model in models]
     threads = [
         threading.Thread(target=worker.run, args=(stop, limits), name=f"worker-{worker.model}")
         for worker in workers
@@ -136,7 +136,6 @@ def run_worker_process(settings: Settings, models: list[str], limits: RunLimits 
     for thread in threads:
         while thread.is_alive():
             thread.join(timeout=0.5)
-    replies.close()
     cache.close()
     log.info("worker stopped", extra={"worker": worker_id})
 

@@ -1,9 +1,10 @@
-"""Replies to gateways: latency-first and best-effort.
+"""Replies to gateways: latency first.
 
 A reply is useful only while its gateway still waits, so this producer favours
-latency (acks=1, no linger) and its deliveries never gate offset commits; a reply
-that cannot be delivered (its gateway is gone) is counted and dropped. The
-durable record of every prediction is the prediction log, not the reply.
+latency (acks=1, no linger). The loop waits for the batch's replies to be
+acknowledged before storing offsets (:meth:`ReplySender.flush`), but a reply that
+cannot be delivered (its gateway is gone) is counted and dropped rather than
+retried: the durable record of every prediction is the prediction log.
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ class ReplySender:
 
     def poll(self) -> None:
         self._producer.poll(0)
+
+    def flush(self, timeout_s: float) -> None:
+        """Wait until this batch's replies are acknowledged (or failed and counted)."""
+        remaining = self._producer.flush(timeout_s)
+        if remaining:
+            log.warning("replies still unacknowledged", extra={"count": remaining})
 
     def close(self, timeout_s: float = 5.0) -> None:
         self._producer.flush(timeout_s)

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 class Predictions:
     labels: list[Label]
     probabilities: np.ndarray | None
-    """[rows, classes] float array for classifiers, else None."""
+    """[rows, classes] float array: probabilities for classifiers, distances to each
+    centre for clustering models that declare ``output_distances``; else None."""
 
 
 class ModelRuntime:
@@ -33,7 +34,8 @@ class ModelRuntime:
         self._session = session
         self._input = metadata.input_name
         self._label_output = metadata.output_label
-        self._proba_output = metadata.output_probabilities
+        # Clustering models serve their distances in the probabilities slot.
+        self._proba_output = metadata.output_probabilities or metadata.output_distances
         self._value_output = metadata.output_value
         self._outputs = [o for o in (self._label_output, self._proba_output, self._value_output) if o]
         classes = metadata.classes
