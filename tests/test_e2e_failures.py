@@ -34,7 +34,7 @@ def test_redis_down_still_serves_correct_uncached_predictions(
     assert ready["cache"] == "degraded"
 
 
-def test_kafka_down_answers_503_fast_and_ready_says_why(
+def test_kafka_down_answers_503_fast_ready_says_why_and_service_recovers(
     stack_factory: StackFactory, throwaway_kafka: object
 ) -> None:
     running = stack_factory(workers=1, models=["iris_classifier"], bootstrap=throwaway_kafka.bootstrap)  # type: ignore[attr-defined]
@@ -60,3 +60,15 @@ def test_kafka_down_answers_503_fast_and_ready_says_why(
     assert answer.status_code == 503, answer.text
     assert answer.json()["error"]["code"] == "unavailable"
     assert elapsed < 1.0, f"503 took {elapsed:.2f}s"
+
+    throwaway_kafka.start()  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 45
+    while time.monotonic() < deadline and httpx.get(f"{running.base_url}/ready", timeout=5).status_code != 200:
+        time.sleep(0.3)
+    # The gateway is ready again; workers need a moment to rejoin their group after the restart.
+    deadline = time.monotonic() + 45
+    recovered = httpx.post(url, json=body, timeout=10)
+    while recovered.status_code != 200 and time.monotonic() < deadline:
+        recovered = httpx.post(url, json={**body, "timeout_ms": 2000}, timeout=10)
+    assert recovered.status_code == 200, recovered.text
+    assert recovered.json()["prediction"] == 0
