@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml client/pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -11,10 +11,11 @@ PYTEST_ARGS ?=
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e './client[evaluate]'
 	rm -f $(VENV)/.installed-*; touch $@
 
 setup: $(STAMP) ## create .venv and install rtml with its dev tools
@@ -36,7 +37,7 @@ lint: setup ## ruff
 	$(BIN)/ruff format --check .
 
 typecheck: setup ## mypy (strict)
-	$(BIN)/mypy rtml gateway workers schemas
+	$(BIN)/mypy rtml gateway workers schemas client/rtml_client
 
 schemas: setup ## fail if schemas/json is stale (regenerate: rtml schemas export)
 	$(BIN)/rtml schemas export --check

@@ -132,7 +132,11 @@ class ReplyRouter:
 
     def _consume(self, consumer: Consumer) -> None:
         while not self._stopping.is_set():
-            messages = consumer.consume(1000, 0.05)
+            # consume(n, timeout) waits for all n or the timeout: block for the first reply
+            # only, then take whatever else has already arrived.
+            messages = consumer.consume(1, 0.05)
+            if messages:
+                messages.extend(consumer.consume(999, 0))
             replies = [(m.key(), m.value()) for m in messages if m.error() is None]
             if replies:
                 self._call_soon(self._resolve, replies)

@@ -247,7 +247,7 @@ def _requested_outputs(payload: dict[str, Any], metadata: ModelMetadata) -> list
     if not isinstance(requested, list):
         raise BadRequest("'outputs' must be a list of {name}")
     known = {spec["name"] for spec in _tensor_metadata(metadata)["outputs"]}
-    names = [o.get("name") for o in requested if isinstance(o, dict)]
+    names = [str(o.get("name")) for o in requested if isinstance(o, dict)]
     unknown = [n for n in names if n not in known]
     if unknown:
         raise BadRequest(f"unknown output(s) {unknown}; model '{metadata.name}' has {sorted(known)}")

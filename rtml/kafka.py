@@ -32,7 +32,8 @@ DeliveryCallback = Callable[[KafkaError | None, Message], None]
 
 
 def client_config(kafka: KafkaSettings, **overrides: Any) -> dict[str, Any]:
-    config: dict[str, Any] = {"bootstrap.servers": kafka.bootstrap_servers}
+    # Nagle's algorithm would hold small request/reply messages back waiting for ACKs.
+    config: dict[str, Any] = {"bootstrap.servers": kafka.bootstrap_servers, "socket.nagle.disable": True}
     config.update(kafka.security)
     config.update(overrides)
     return config
