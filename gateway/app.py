@@ -101,12 +101,20 @@ def _request_id(payload: dict[str, Any]) -> str | None:
     return request_id
 
 
+def _scores(result: Prediction, rows: list[list[float]] | None) -> dict[str, Any]:
+    """Classifiers answer ``probabilities``; clustering models ``distances`` (to each centre)."""
+    if result.task == "clustering":
+        return {"probabilities": None, "distances": rows}
+    return {"probabilities": rows}
+
+
 def _single_body(result: Prediction, started: float) -> dict[str, Any]:
-    probabilities = result.probabilities[0] if result.probabilities else None
+    scores = result.probabilities[0] if result.probabilities else None
+    classifier = result.task == "classification"
     return {
         "prediction": result.predictions[0],
-        "probability": max(probabilities) if probabilities else None,
-        "probabilities": probabilities,
+        "probability": max(scores) if scores and classifier else None,
+        **_scores(result, scores),  # type: ignore[arg-type]
         "model_name": result.model,
         "model_version": result.version,
         "request_id": result.request_id,
@@ -166,7 +174,7 @@ def create_app(settings: Settings) -> FastAPI:
         return json_response(
             {
                 "predictions": result.predictions,
-                "probabilities": result.probabilities,
+                **_scores(result, result.probabilities),
                 "model_name": result.model,
                 "model_version": result.version,
                 "request_id": result.request_id,

@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 from confluent_kafka import KafkaError, Message
@@ -47,7 +47,9 @@ class Prediction:
     version: str
     predictions: list[Label]
     probabilities: list[list[float]] | None
+    """Class probabilities (classification) or distances to each centre (clustering)."""
     from_cache: bool
+    task: str = "classification"
 
 
 def now_ms() -> int:
@@ -103,13 +105,14 @@ class PredictionService:
         features: Sequence[Sequence[float]] = rows  # type: ignore[assignment]  # checked above
         request_id = request_id or uuid.uuid4().hex
         if use_cache and len(features) == 1 and self._cache.available:
-            hit = await self._from_cache(request_id, model, metadata.version, features[0])
+            hit = await self._from_cache(request_id, model, metadata.version, metadata.task, features[0])
             if hit is not None:
                 return hit
-        return await self._round_trip(request_id, model, metadata.version, features, use_cache, timeout_s)
+        result = await self._round_trip(request_id, model, metadata.version, features, use_cache, timeout_s)
+        return replace(result, task=metadata.task)
 
     async def _from_cache(
-        self, request_id: str, model: str, version: str, row: Sequence[float]
+        self, request_id: str, model: str, version: str, task: str, row: Sequence[float]
     ) -> Prediction | None:
         raw = await self._cache.get(cache_key(self._cache.prefix, model, version, row))
         if raw is None:
@@ -117,10 +120,9 @@ class PredictionService:
             return None
         metrics.CACHE.labels(model, "hit").inc()
         label, probabilities = decode_value(raw)
-        self._log_cache_hit(request_id, model, version, row, label, probabilities)
-        return Prediction(
-            request_id, model, version, [label], [probabilities] if probabilities else None, True
-        )
+        self._log_cache_hit(request_id, model, version, row, label, probabilities, task)
+        scores = [probabilities] if probabilities else None
+        return Prediction(request_id, model, version, [label], scores, True, task)
 
     def _log_cache_hit(
         self,
@@ -130,6 +132,7 @@ class PredictionService:
         row: Sequence[float],
         label: Label,
         probabilities: list[float] | None,
+        task: str,
     ) -> None:
         at_ms = now_ms()
         record = encode_prediction_record(
@@ -145,6 +148,7 @@ class PredictionService:
             predicted_at_ms=at_ms,
             sent_at_ms=at_ms,
             served_by="gateway",
+            top_probability=task == "classification",
         )
         try:
             self._producer.produce(

@@ -53,6 +53,14 @@ def _tensor_metadata(metadata: ModelMetadata) -> dict[str, list[dict[str, Any]]]
                 "shape": [-1, len(metadata.classes or [])],
             }
         )
+    if metadata.output_distances:
+        outputs.append(
+            {
+                "name": metadata.output_distances,
+                "datatype": "FP32",
+                "shape": [-1, len(metadata.classes or [])],
+            }
+        )
     if metadata.output_value:
         outputs.append({"name": metadata.output_value, "datatype": "FP32", "shape": [-1]})
     return {"inputs": inputs, "outputs": outputs}
@@ -136,7 +144,7 @@ def _outputs(result: Prediction, metadata: ModelMetadata, wanted: list[str] | No
     for spec in _tensor_metadata(metadata)["outputs"]:
         if wanted is not None and spec["name"] not in wanted:
             continue
-        if spec["name"] == metadata.output_probabilities:
+        if spec["name"] in (metadata.output_probabilities, metadata.output_distances):
             probabilities = result.probabilities or []
             width = len(probabilities[0]) if probabilities else 0
             data: list[Any] = [p for row in probabilities for p in row]

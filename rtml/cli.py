@@ -5,8 +5,13 @@ rtml gateway                     HTTP gateway
 rtml worker --model NAME|all     a worker process (repeat --model to host several)
 rtml infra up|down|status        local Kafka (KRaft) and Redis on 127.0.0.1
 rtml models train-demo|list|show the model registry
+rtml models import SOURCE --name NAME [--sample data.csv]   convert to ONNX, prove parity, register
 rtml topics ensure               create request/log/dead-letter topics
 rtml schemas export [--check]    JSON Schema files for non-Python producers
+rtml drift                       drift detection over the prediction log (Faust app)
+rtml alerts tail|forward         print drift alerts / deliver them to Slack and PagerDuty
+rtml predict MODEL --features ... | --csv IN --out OUT   predict through a gateway (client SDK)
+rtml bench MODEL [-n N] [-c C]   latency and throughput through a gateway (client SDK)
 """
 
 from __future__ import annotations
@@ -30,15 +35,40 @@ def _parser() -> argparse.ArgumentParser:
     infra = commands.add_parser("infra", help="local Kafka and Redis")
     infra.add_argument("action", choices=["up", "down", "status"])
     models = commands.add_parser("models", help="model registry")
-    models.add_argument("action", choices=["train-demo", "list", "show"])
-    models.add_argument("name", nargs="?")
+    models.add_argument("action", choices=["train-demo", "list", "show", "import"])
+    models.add_argument("name", nargs="?", help="show: model name; import: SOURCE (file, dir, models:/ URI)")
     models.add_argument("--force", action="store_true", help="train-demo: retrain even if registered")
+    models.add_argument("--json", action="store_true", help="list: JSON for scripts")
+    models.add_argument("--url", help="list: ask this gateway (http://HOST:PORT), not the local registry")
+    from rtml.importers.cli import add_import_arguments
+
+    add_import_arguments(models)
     topics = commands.add_parser("topics", help="Kafka topics")
     topics.add_argument("action", choices=["ensure"])
     schemas = commands.add_parser("schemas", help="message schemas")
     schemas.add_argument("action", choices=["export"])
     schemas.add_argument("--check", action="store_true", help="fail if the committed export is stale")
+    commands.add_parser("drift", help="drift detection over the prediction log (Faust app)")
+    alerts = commands.add_parser("alerts", help="drift alert subscribers")
+    alerts.add_argument("action", choices=["tail", "forward"])
+    alerts.add_argument("--from-beginning", action="store_true", help="tail: start at the oldest alert")
+    alerts.add_argument("--json", action="store_true", help="tail: print the DriftAlert JSON lines")
+    alerts.add_argument("--max-messages", type=int, default=None, help="stop after this many alerts")
+    alerts.add_argument("--idle-timeout", type=float, default=None, help="stop after this many idle seconds")
+    _client_commands(commands)
     return parser
+
+
+def _client_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``predict`` and ``bench`` come from the client SDK, its own distribution (pip install ./client)."""
+    try:
+        from rtml_client.cli import add_commands
+    except ImportError:
+        for name in ("predict", "bench"):
+            stub = commands.add_parser(name, help="needs the client SDK: pip install ./client")
+            stub.add_argument("args", nargs=argparse.REMAINDER)
+        return
+    add_commands(commands)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,14 +127,52 @@ def _models(settings: Settings, args: argparse.Namespace) -> int:
         for metadata in train_demo_models(registry, force=args.force):
             print(f"{metadata.name} v{metadata.version}: {metadata.metrics}")
     elif args.action == "list":
-        for name in registry.list_models():
-            print(f"{name}\tversions: {', '.join(registry.versions(name))}")
+        return _models_list(settings, args)
+    elif args.action == "import":
+        from rtml.importers.cli import run_import
+
+        return run_import(registry, args)
     else:
         if not args.name:
             print("rtml models show NAME", file=sys.stderr)
             return 2
         print(registry.metadata(args.name, registry.latest(args.name)).model_dump_json(indent=2))
     return 0
+
+
+def _models_list(settings: Settings, args: argparse.Namespace) -> int:
+    """The local registry (the gateway's ``/api/v1/models`` shape with ``--json``), or with
+    ``--url`` what a running gateway serves, asked through the client SDK."""
+    if args.url:
+        from rtml_client.cli import main as client_main
+
+        code: int = client_main(["models", "list", "--url", args.url, *(["--json"] if args.json else [])])
+        return code
+    import json
+
+    from rtml.registry import ModelRegistry
+
+    registry = ModelRegistry(settings.registry.root)
+    rows: list[dict[str, object]] = []
+    for name in registry.list_models():
+        versions, latest = registry.versions(name), registry.metadata(name, registry.latest(name))
+        if not args.json:
+            print(f"{name}\tversions: {', '.join(versions)}")
+        brief = {"name": name, "latest_version": latest.version, "versions": versions, "task": latest.task}
+        rows.append({**brief, "n_features": latest.n_features})
+    if args.json:
+        print(json.dumps(rows))
+    return 0
+
+
+def _client(_settings: Settings, args: argparse.Namespace) -> int:
+    if not hasattr(args, "client_command"):
+        print(f"rtml {args.command} needs the client SDK: pip install ./client", file=sys.stderr)
+        return 2
+    from rtml_client.cli import run
+
+    code: int = run(args)
+    return code
 
 
 def _topics(settings: Settings, _args: argparse.Namespace) -> int:
@@ -125,6 +193,17 @@ def _schemas(_settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _drift(settings: Settings, args: argparse.Namespace) -> int:
+    """``rtml drift`` (the Faust app) and ``rtml alerts tail|forward`` (its subscribers)."""
+    if args.command == "drift":
+        from drift.app import run_drift
+
+        return run_drift(settings)
+    from drift.alerts import run_alerts
+
+    return run_alerts(settings, args)
+
+
 _HANDLERS = {
     "run": _run,
     "gateway": _gateway,
@@ -133,6 +212,10 @@ _HANDLERS = {
     "models": _models,
     "topics": _topics,
     "schemas": _schemas,
+    "predict": _client,
+    "bench": _client,
+    "drift": _drift,
+    "alerts": _drift,
 }
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ bundled (iris) or synthetic, so nothing is downloaded. The same library
 versions give byte-identical ONNX files: the graph is named after the model
 (skl2onnx otherwise puts a random UUID there) and the opsets are pinned.
 
-Needs the ``train`` extra (scikit-learn, skl2onnx); nothing else in rtml imports it.
+Needs the ``train`` extra (scikit-learn, skl2onnx). Conversion and baselines are shared
+with ``rtml models import`` (:mod:`rtml.importers`); each demo model's metadata also
+carries the parity report on its held-out split.
 """
 
 from __future__ import annotations
@@ -21,18 +23,19 @@ from importlib.metadata import version as dist_version
 from typing import Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
-from skl2onnx import convert_sklearn
-from skl2onnx.common.data_types import FloatTensorType
 from sklearn.datasets import load_iris, make_classification
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
 
+from rtml.importers import parity
+from rtml.importers.baselines import N_BINS, bin_edges, compute_baseline, feature_baseline
+from rtml.importers.model import Outputs, Signature
+from rtml.importers.sklearn_source import to_onnx_bytes as _sklearn_to_onnx
 from rtml.registry import ModelNotFound, ModelRegistry, VersionExists
-from schemas.model_metadata import Baseline, FeatureBaseline, ModelMetadata, OutputBaseline
+from schemas.model_metadata import ModelMetadata, ParityReport
 
 SEED = 42
 DEMO_VERSION = "1"
@@ -41,7 +44,20 @@ LABEL_OUTPUT = "label"
 PROBA_OUTPUT = "probabilities"
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 PROBA_TOLERANCE = 1e-4
-N_BINS = 10
+
+
+__all__ = [  # baselines moved to rtml.importers.baselines; re-exported for existing callers
+    "DEMOS",
+    "N_BINS",
+    "ParityError",
+    "bin_edges",
+    "build_demo_model",
+    "check_parity",
+    "compute_baseline",
+    "feature_baseline",
+    "to_onnx_bytes",
+    "train_demo_models",
+]
 
 
 class ParityError(RuntimeError):
@@ -258,6 +274,7 @@ def build_demo_model(name: str) -> tuple[bytes, ModelMetadata]:
         n_samples_test=len(y_test),
         baseline=compute_baseline(X_train, data.feature_names, proba_test, classes),
         description=spec.description,
+        parity=parity_report(onnx_bytes, model, X_test),
     )
     return onnx_bytes, metadata
 
@@ -285,17 +302,23 @@ def _conventions(name: str, feature_names: list[str], classes: list[int]) -> dic
 def to_onnx_bytes(model: Any, name: str, n_features: int) -> bytes:
     """Convert a fitted classifier: input ``float_input`` [None, n_features] float32,
     outputs ``label`` int64 [N] and ``probabilities`` float [N, C] (no ZipMap)."""
-    onx = convert_sklearn(
-        model,
-        name=name,
-        initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
-        options={id(model): {"zipmap": False}},
-        target_opset=TARGET_OPSET,
+    return _sklearn_to_onnx(model, name, n_features)
+
+
+def parity_report(onnx_bytes: bytes, model: Any, X: np.ndarray) -> ParityReport:
+    """The parity proof on the held-out split, as stored in the metadata."""
+    classes = [int(c) for c in model.classes_]
+    signature = Signature(
+        "classification",
+        X.shape[1],
+        classes=classes,
+        output_label=LABEL_OUTPUT,
+        output_probabilities=PROBA_OUTPUT,
     )
-    opsets = {(o.domain, o.version) for o in onx.opset_import}  # skl2onnx lists the default one twice
-    del onx.opset_import[:]
-    onx.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in sorted(opsets))
-    return bytes(onx.SerializeToString())
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    labels, proba = session.run([LABEL_OUTPUT, PROBA_OUTPUT], {INPUT_NAME: X})
+    expected = Outputs(labels=model.predict(X), probabilities=model.predict_proba(X))
+    return parity.compare(expected, Outputs(labels, proba), signature, "test_split", PROBA_TOLERANCE)
 
 
 def check_parity(name: str, onnx_bytes: bytes, model: Any, X: np.ndarray) -> np.ndarray:
@@ -325,56 +348,6 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, proba: np.nda
         "f1": float(f1_score(y_true, y_pred, average="binary" if binary else "macro")),
         "roc_auc": float(auc),
     }
-
-
-# -- baselines ---------------------------------------------------------------
-
-
-def compute_baseline(
-    X_train: np.ndarray, feature_names: Sequence[str], proba_test: np.ndarray, classes: Sequence[int]
-) -> Baseline:
-    """Feature distributions of the training split; output distributions of the
-    predictions on the held-out split (training-set confidences are inflated)."""
-    features = {name: feature_baseline(X_train[:, i]) for i, name in enumerate(feature_names)}
-    predicted = proba_test.argmax(axis=1)
-    counts = np.bincount(predicted, minlength=len(classes))
-    output = OutputBaseline(
-        source="test",
-        count=len(predicted),
-        class_proportions=(counts / len(predicted)).tolist(),
-        confidence=feature_baseline(proba_test.max(axis=1)),
-    )
-    return Baseline(features=features, output=output)
-
-
-def feature_baseline(values: np.ndarray, n_bins: int = N_BINS) -> FeatureBaseline:
-    """Summary statistics and a quantile histogram of one column (NaN = missing)."""
-    column = np.asarray(values, dtype=np.float64)
-    present = column[~np.isnan(column)]
-    if present.size == 0:
-        raise ValueError("cannot build a baseline from a column with no values")
-    edges = bin_edges(present, n_bins)
-    counts = np.bincount(np.searchsorted(edges[1:-1], present, side="right"), minlength=len(edges) - 1)
-    return FeatureBaseline(
-        count=int(present.size),
-        mean=float(present.mean()),
-        std=float(present.std()),
-        min=float(present.min()),
-        max=float(present.max()),
-        bin_edges=edges.tolist(),
-        bin_proportions=(counts / present.size).tolist(),
-        missing_rate=1 - present.size / column.size,
-    )
-
-
-def bin_edges(present: np.ndarray, n_bins: int = N_BINS) -> np.ndarray:
-    """Quantile edges; one bin per value for columns with few distinct values."""
-    distinct = np.unique(present)
-    if distinct.size == 1:
-        return np.array([distinct[0] - 0.5, distinct[0] + 0.5])
-    if distinct.size <= n_bins:
-        return np.concatenate([distinct[:1], (distinct[:-1] + distinct[1:]) / 2, distinct[-1:]])
-    return np.unique(np.quantile(present, np.linspace(0, 1, n_bins + 1)))
 
 
 # -- helpers -----------------------------------------------------------------

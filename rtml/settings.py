@@ -132,6 +132,116 @@ class InfraSettings(BaseModel):
     """Port of the local Redis server."""
 
 
+class DriftThreshold(BaseModel):
+    model_config = _FROZEN
+
+    warning: float = Field(ge=0)
+    """Over this (and significant after the multiple-testing correction) counts as drift."""
+    critical: float = Field(ge=0)
+    """Over this the alert's severity is critical."""
+
+
+class DriftThresholds(BaseModel):
+    """Alerting thresholds per statistic; None: computed and exported, never alerted on."""
+
+    model_config = _FROZEN
+
+    psi: DriftThreshold | None = DriftThreshold(warning=0.1, critical=0.2)
+    """Population stability index of feature bins and of the output distribution."""
+    js_distance: DriftThreshold | None = None
+    """Jensen-Shannon distance (base 2) on the same bins."""
+    mean_shift: DriftThreshold | None = DriftThreshold(warning=0.5, critical=1.0)
+    """|window mean - baseline mean| in baseline standard deviations."""
+    missing_rate: DriftThreshold | None = DriftThreshold(warning=0.05, critical=0.2)
+    """Increase of the missing (null/NaN) rate over the baseline's."""
+    out_of_range_rate: DriftThreshold | None = DriftThreshold(warning=0.05, critical=0.2)
+    """Share of values outside the baseline's [min, max]."""
+
+
+class DriftModelSettings(BaseModel):
+    """Per-model overrides of DriftSettings; None inherits the default."""
+
+    model_config = _FROZEN
+
+    enabled: bool = True
+    """False: the drift app skips this model's records."""
+    window_s: float | None = Field(default=None, gt=0)
+    """Sliding window length (a multiple of step_s)."""
+    step_s: float | None = Field(default=None, gt=0)
+    """Hop between window evaluations."""
+    min_samples: int | None = Field(default=None, ge=1)
+    """Fewer records in a window: no verdict for that step."""
+    debounce_steps: int | None = Field(default=None, ge=1)
+    """Consecutive steps over threshold to fire, and under it to resolve."""
+    thresholds: DriftThresholds | None = None
+    """Replaces the default thresholds for this model."""
+
+
+class DriftSettings(BaseModel):
+    model_config = _FROZEN
+
+    app_id: str = "rtml-drift"
+    """Faust app id: its consumer group and the prefix of its table changelog topics."""
+    reader_group: str = "rtml.drift.reader"
+    """Consumer group reading the prediction log."""
+    partials_topic: str = "rtml.drift.partials"
+    """Per-batch aggregates keyed by model and version; the source of the drift tables."""
+    alerts_topic: str = "rtml.drift.alerts"
+    """DriftAlert records, one per state change."""
+    dead_letter_topic: str = "rtml.drift.alerts.dlq"
+    """Alerts the forwarder could not deliver after its retries."""
+    partitions: int = Field(default=4, ge=1)
+    """Partitions of the partials topic and of the table changelogs (they must match)."""
+    window_s: float = Field(default=300.0, gt=0)
+    """Sliding window length (a multiple of step_s)."""
+    step_s: float = Field(default=30.0, gt=0)
+    """Hop between window evaluations; windows are built from per-step sub-histograms."""
+    allowed_lateness_s: float = Field(default=5.0, ge=0)
+    """A window is evaluated once event time has passed its end by this much."""
+    min_samples: int = Field(default=500, ge=1)
+    """Fewer records in a window: no verdict for that step."""
+    debounce_steps: int = Field(default=3, ge=1)
+    """Consecutive steps over threshold to fire, and under it to resolve."""
+    resolve_ratio: float = Field(default=0.8, gt=0, le=1)
+    """Hysteresis: a firing alert counts as under only below resolve_ratio x its threshold."""
+    family_alpha: float = Field(default=0.01, gt=0, lt=1)
+    """Holm-corrected significance level over all statistics of one model window."""
+    thresholds: DriftThresholds = DriftThresholds()
+    """Alerting thresholds per statistic."""
+    models: dict[str, DriftModelSettings] = Field(default_factory=dict)
+    """Per-model overrides, by model name."""
+    max_batch_records: int = Field(default=10000, ge=1)
+    """Prediction-log records aggregated per batch (one table update per key per batch)."""
+    poll_timeout_ms: int = Field(default=200, ge=1)
+    """How long the log reader waits for a batch to fill."""
+    registry_refresh_s: float = Field(default=30.0, gt=0)
+    """How often new model versions and baselines are picked up."""
+    metrics_host: str = "127.0.0.1"
+    """Address of the drift app's Prometheus endpoint."""
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    """Prometheus port of the drift app (0: no HTTP metrics endpoint)."""
+    redis_prefix: str = "rtml:drift:"
+    """Latest window statistics per model live at this prefix + model name (a hash by version)."""
+    redis_ttl_s: int = Field(default=3600, ge=1)
+    """Lifetime of the published drift state after its last update."""
+    forward_group: str = "rtml.drift.forwarder"
+    """Consumer group of `rtml alerts forward`."""
+    slack_webhook_url: SecretStr | None = None
+    """Slack incoming webhook for `rtml alerts forward` (masked in repr and logs)."""
+    pagerduty_routing_key: SecretStr | None = None
+    """PagerDuty Events API v2 integration key (masked in repr and logs)."""
+    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
+    """PagerDuty Events API v2 endpoint."""
+    forward_max_attempts: int = Field(default=6, ge=1)
+    """Deliveries tried per alert and destination before it is dead-lettered."""
+    forward_backoff_s: float = Field(default=0.5, ge=0)
+    """First retry delay; doubled per attempt (with jitter) up to forward_max_backoff_s."""
+    forward_max_backoff_s: float = Field(default=30.0, ge=0)
+    """Longest delay between two delivery attempts."""
+    forward_timeout_s: float = Field(default=10.0, gt=0)
+    """HTTP timeout of one delivery attempt."""
+
+
 class Settings(BaseSettings):
     """Everything one rtml process reads from its environment."""
 
@@ -151,6 +261,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     registry: RegistrySettings = RegistrySettings()
     infra: InfraSettings = InfraSettings()
+    drift: DriftSettings = DriftSettings()
 
     @field_validator("log_level")
     @classmethod

@@ -8,6 +8,14 @@ ONNX conventions of rtml models: one float32 input ``[None, n_features]``
 (``input_name``, ``"float_input"`` for skl2onnx); classifiers expose an int64 or
 string ``label`` output ``[N]`` and a float ``probabilities`` output ``[N, C]``
 whose columns follow ``classes``; regressors expose ``variable`` ``[N, 1]``.
+Clustering models expose the cluster id as their ``label`` output (DBSCAN: -1 for
+noise) and, when they have centres (KMeans), a float ``distances`` output
+``[N, len(classes)]`` (Euclidean distance to each centre), which workers serve in
+the per-row float-vector slot that classifiers use for probabilities.
+
+Models brought in by ``rtml models import`` also record where they came from
+(:class:`SourceDetails`) and the proof that the ONNX graph reproduces the
+original (:class:`ParityReport`).
 """
 
 from __future__ import annotations
@@ -80,11 +88,11 @@ class OutputBaseline(BaseModel):
 
     model_config = _FROZEN
 
-    source: Literal["train", "test"]
-    """Which split the model predicted to produce this baseline."""
+    source: Literal["train", "test", "sample"]
+    """Which data the model predicted to produce this baseline ("sample": an import's parity sample)."""
     count: int = Field(ge=0)
     class_proportions: list[FiniteFloat] | None = None
-    """Classifiers: share of each predicted class, in the order of ``classes``."""
+    """Classifiers and clustering: share of each predicted class (cluster), in the order of ``classes``."""
     confidence: FeatureBaseline | None = None
     """Classifiers: distribution of the top-class probability."""
     value: FeatureBaseline | None = None
@@ -99,6 +107,62 @@ class Baseline(BaseModel):
     features: dict[str, FeatureBaseline]
     """Per feature name, computed on the training split."""
     output: OutputBaseline | None = None
+
+
+class ParityReport(BaseModel):
+    """How an imported model's ONNX graph was shown to predict like the original."""
+
+    model_config = _FROZEN
+
+    rows: int = Field(ge=1)
+    """Rows predicted by both models."""
+    sample: Literal["user", "model_statistics", "synthetic", "test_split"]
+    """Where the rows came from: the user's file, statistics stored with the model
+    (scaler means, tree thresholds, an MLflow input example, ...), the input spec alone,
+    or a held-out split (demo models)."""
+    compared: list[str] = Field(min_length=1)
+    """ONNX outputs compared with the original model's predictions."""
+    label_agreement: FiniteFloat | None = Field(default=None, ge=0, le=1)
+    """Share of rows whose labels (classes, cluster ids) agree; None for regressors."""
+    tied_rows: int = Field(default=0, ge=0)
+    """Rows whose labels differ only because the original's top class probabilities tie
+    (within ``tolerance``): either label is that model's answer. Any other disagreement fails."""
+    max_abs_diff: FiniteFloat | None = Field(default=None, ge=0)
+    """Largest absolute difference over probabilities, values and distances."""
+    tolerance: FiniteFloat = Field(ge=0)
+    """Absolute tolerance on ``max_abs_diff`` the import was held to."""
+    passed: bool
+    """Every label agreed (but for ties) and ``max_abs_diff <= tolerance``."""
+
+
+class MlflowSource(BaseModel):
+    """The MLflow model registry entry an import came from."""
+
+    model_config = _FROZEN
+
+    tracking_uri: str
+    """Tracking server, without any credentials."""
+    model_name: str
+    version: str
+    alias: str | None = None
+    """Alias the import asked for (``models:/NAME@ALIAS``), resolved to ``version``."""
+    run_id: str | None = None
+    flavor: str
+    """MLflow flavour that was imported ("sklearn", "onnx", "keras", "pytorch", ...)."""
+
+
+class SourceDetails(BaseModel):
+    """Where an imported model came from."""
+
+    model_config = _FROZEN
+
+    format: str = Field(min_length=1)
+    """"sklearn-pickle", "sklearn-joblib", "onnx", "tf-savedmodel", "keras", "torchscript", "torch-module"."""
+    uri: str
+    """File, directory or ``models:/`` URI as given (credentials removed)."""
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """Checksum of the source file (of every file, in path order, for a directory)."""
+    mlflow: MlflowSource | None = None
 
 
 class ModelMetadata(BaseModel):
@@ -132,6 +196,9 @@ class ModelMetadata(BaseModel):
     """ONNX output holding class probabilities [N, len(classes)] (classifiers)."""
     output_value: str | None = None
     """ONNX output holding predicted values (regressors)."""
+    output_distances: str | None = None
+    """ONNX output holding distances to each cluster centre [N, len(classes)] (KMeans-like
+    clustering); workers serve it where classifiers' probabilities go."""
     metrics: dict[str, FiniteFloat] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)
     """Small JSON-safe summary of the model's hyper-parameters."""
@@ -139,6 +206,10 @@ class ModelMetadata(BaseModel):
     n_samples_test: int | None = Field(default=None, ge=0)
     baseline: Baseline | None = None
     description: str = ""
+    source: SourceDetails | None = None
+    """Imported models: the file or registry entry they were converted from."""
+    parity: ParityReport | None = None
+    """Proof that the ONNX graph reproduces the original model."""
 
     @field_validator("params")
     @classmethod
@@ -162,6 +233,8 @@ class ModelMetadata(BaseModel):
             raise ValueError("classification models need classes and output_label")
         if self.task == "regression" and self.output_value is None:
             raise ValueError("regression models need output_value")
+        if self.task == "clustering" and self.output_label is None:
+            raise ValueError("clustering models need output_label (the cluster id)")
         if self.baseline is not None and set(self.baseline.features) != set(self.feature_names):
             raise ValueError("baseline.features must cover exactly feature_names")
         return self
@@ -173,8 +246,8 @@ class ModelMetadata(BaseModel):
 
     @property
     def output_names(self) -> list[str]:
-        """Declared ONNX outputs, in label, probabilities, value order."""
-        outputs = (self.output_label, self.output_probabilities, self.output_value)
+        """Declared ONNX outputs, in label, probabilities, value, distances order."""
+        outputs = (self.output_label, self.output_probabilities, self.output_value, self.output_distances)
         return [name for name in outputs if name is not None]
 
     def to_json(self) -> str:

@@ -55,7 +55,10 @@ def encode_prediction_record(
     predicted_at_ms: int,
     sent_at_ms: int | None,
     served_by: str,
+    top_probability: bool = True,
 ) -> bytes:
+    """``top_probability``: classifiers report max(probabilities) as ``probability``; clustering
+    models carry distances in ``probabilities`` and report no ``probability``."""
     return orjson.dumps(
         {
             "schema_version": SCHEMA_VERSION,
@@ -65,7 +68,7 @@ def encode_prediction_record(
             "version": version,
             "features": features,
             "prediction": prediction,
-            "probability": max(probabilities) if probabilities else None,
+            "probability": max(probabilities) if probabilities and top_probability else None,
             "probabilities": probabilities,
             "from_cache": from_cache,
             "source": source,

@@ -200,6 +200,7 @@ class Pipeline:
 
     def _emit(self, batch: VersionBatch, done_ms: int, worker_ms: float) -> None:
         version = batch.runtime.version
+        classifier = batch.runtime.metadata.task == "classification"
         rows_by_source: Counter[str] = Counter()
         for index, item in enumerate(batch.items):
             if index in batch.failed:
@@ -220,6 +221,7 @@ class Pipeline:
                     predicted_at_ms=done_ms,
                     sent_at_ms=request.sent_at_ms,
                     served_by="worker",
+                    top_probability=classifier,
                 )
                 self._outbox.send(self._log_topic, record, request.request_id.encode())
             rows_by_source[request.source] += len(span)
