@@ -1,5 +1,7 @@
 """Python client SDK for rtml: typed sync/async clients, batch and CSV prediction, model evaluation.
 
+Depends on httpx and numpy only; evaluating a local model file needs the ``evaluate`` extra.
+
 >>> from rtml_client import MLClient  # doctest: +SKIP
 >>> with MLClient("http://localhost:8080") as client:  # doctest: +SKIP
 ...     client.predict("iris_classifier", [5.1, 3.5, 1.4, 0.2]).prediction
@@ -23,10 +25,13 @@ from rtml_client.errors import (
     Timeout,
     Unavailable,
 )
+from rtml_client.evaluate import ModelEvaluator
 from rtml_client.results import (
     BatchResult,
     BenchmarkResult,
     CsvReport,
+    DriftReport,
+    EvaluationReport,
     Health,
     ModelInfo,
     PredictionResult,
@@ -43,9 +48,12 @@ __all__ = [
     "Conflict",
     "ConnectionFailed",
     "CsvReport",
+    "DriftReport",
+    "EvaluationReport",
     "Health",
     "InvalidInput",
     "MLClient",
+    "ModelEvaluator",
     "ModelInfo",
     "ModelNotFound",
     "PayloadTooLarge",

@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import csv
-import os
 import time
-from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
-from pathlib import Path
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 import httpx
 
 from rtml_client import csvio
 from rtml_client.client import MLClient
+from rtml_client.csv_run import CsvJob, PathOrLines, PathOrStream, run_csv
 from rtml_client.errors import ConnectionFailed, InvalidInput, PayloadTooLarge, RtmlClientError
-from rtml_client.progress import Progress
 from rtml_client.protocol import DEFAULT_TIMEOUT_S, DEFAULT_URL, Features
 from rtml_client.results import BatchResult, CsvReport
 
 DEFAULT_CHUNK_SIZE = 256  # the workers' default rows per ONNX Runtime call
-MAX_REPORTED_FAILURES = 100
-
-PathOrLines = str | os.PathLike[str] | Iterable[str]
 
 
 class BatchPredictor:
@@ -95,7 +87,7 @@ class BatchPredictor:
         self,
         model_name: str,
         csv_path: PathOrLines,
-        output_path: str | os.PathLike[str] | IO[str],
+        output_path: PathOrStream,
         *,
         chunk_size: int | None = None,
         parallel: bool = True,
@@ -109,30 +101,22 @@ class BatchPredictor:
         header) through the model and write ``output_path``: every input column, then
         ``prediction``, ``probability``, ``probability_<class>`` per class and ``error`` (empty when
         the row succeeded). Rows that cannot be parsed or are refused get their message in
-        ``error`` and the run goes on; at most ``max_workers * 2`` chunks are held at any time, so
-        memory stays flat whatever the file size. Columns map by the model's feature names (or
+        ``error`` and the run goes on; at most ``2 * max_workers + 1`` chunks are held at any time,
+        so memory stays flat whatever the file size. Columns map by the model's feature names (or
         ``feature_columns``, or by position when the file has exactly as many columns as
         features). ``progress`` (default: when stderr is a terminal) draws a progress line.
         Raises :class:`ConnectionFailed` if the gateway cannot be reached at all (the output then
         holds every row finished before)."""
         info = self.client.get_model_info(model_name)
-        run = _CsvRun(self, model_name, chunk_size or self.chunk_size, use_cache, model_version, parallel)
-        with ExitStack() as stack:
-            source = _open_lines(stack, csv_path)
-            lines = csvio.CountingLines(source)
-            reader = csv.reader(lines, delimiter=delimiter)
-            header = next(reader, None)
-            if header is None:
-                raise InvalidInput("the CSV file is empty: expected a header line")
-            columns = csvio.map_columns(header, info.feature_names, info.n_features, feature_columns)
-            writer = csv.writer(_open_output(stack, output_path), delimiter=delimiter, lineterminator="\n")
-            writer.writerow(csvio.output_header(header, info.classes))
-            bar = Progress(progress, _size(csv_path))
-            run.stream(
-                reader, columns, writer, len(info.classes or []), lambda: bar.update(*run.counts(lines))
-            )
-            bar.update(*run.counts(lines), final=True)
-        return run.report(columns, output_path)
+        job = CsvJob(
+            predictor=self,
+            model=model_name,
+            version=model_version,
+            use_cache=use_cache,
+            chunk_size=chunk_size or self.chunk_size,
+            workers=self.max_workers if parallel else 1,
+        )
+        return run_csv(job, info, csv_path, output_path, feature_columns, progress, delimiter)
 
     def predict_rows(
         self, model_name: str, rows: list[list[float]], use_cache: bool, model_version: str | int | None
@@ -161,108 +145,6 @@ class BatchPredictor:
             csvio.RowOutcome(prediction, probs)
             for prediction, probs in zip(result.predictions, probabilities, strict=True)
         ]
-
-
-class _CsvRun:
-    """State of one ``predict_from_csv`` call: a bounded window of chunks in flight, written in order."""
-
-    def __init__(
-        self,
-        predictor: BatchPredictor,
-        model: str,
-        chunk_size: int,
-        use_cache: bool,
-        version: str | int | None,
-        parallel: bool,
-    ) -> None:
-        self.predictor, self.model, self.chunk_size = predictor, model, chunk_size
-        self.use_cache, self.version = use_cache, version
-        self.workers = predictor.max_workers if parallel else 1
-        self.rows = self.failed = 0
-        self.failures: list[dict[str, Any]] = []
-        self.started = time.perf_counter()
-
-    def stream(
-        self, reader: Iterator[list[str]], columns: csvio.ColumnMap, writer: Any, n_classes: int, tick: Any
-    ) -> None:
-        window: deque[tuple[csvio.Chunk, Future[list[csvio.RowOutcome]]]] = deque()
-        with ThreadPoolExecutor(self.workers) as pool:
-            try:
-                for chunk in _chunks(reader, columns, self.chunk_size):
-                    rows = chunk.sendable()
-                    window.append((chunk, pool.submit(self._predict, rows)))
-                    while len(window) > 2 * self.workers or (window and window[0][1].done()):
-                        self._write(*window.popleft(), writer, n_classes)
-                        tick()
-                while window:
-                    self._write(*window.popleft(), writer, n_classes)
-                    tick()
-            finally:
-                for _chunk, future in window:
-                    future.cancel()
-
-    def _predict(self, rows: list[list[float]]) -> list[csvio.RowOutcome]:
-        return self.predictor.predict_rows(self.model, rows, self.use_cache, self.version)
-
-    def _write(
-        self, chunk: csvio.Chunk, future: Future[list[csvio.RowOutcome]], writer: Any, n_classes: int
-    ) -> None:
-        for offset, outcome in enumerate(chunk.outcomes(future.result())):
-            fields = chunk.fields[offset]
-            writer.writerow(csvio.output_row(fields, outcome, n_classes))
-            self.rows += 1
-            if outcome.error is not None:
-                self.failed += 1
-                if len(self.failures) < MAX_REPORTED_FAILURES:
-                    self.failures.append({"line": chunk.lines[offset], "error": outcome.error})
-
-    def counts(self, lines: csvio.CountingLines) -> tuple[int, int, int]:
-        return self.rows, self.failed, lines.chars
-
-    def report(self, columns: csvio.ColumnMap, output_path: object) -> CsvReport:
-        elapsed = time.perf_counter() - self.started
-        return CsvReport(
-            rows=self.rows,
-            succeeded=self.rows - self.failed,
-            failed=self.failed,
-            failures=self.failures,
-            column_mapping=columns.mode,
-            output_path=str(output_path) if isinstance(output_path, str | os.PathLike) else None,
-            elapsed_s=elapsed,
-            rows_per_s=self.rows / elapsed if elapsed > 0 else 0.0,
-        )
-
-
-def _chunks(reader: Any, columns: csvio.ColumnMap, size: int) -> Iterator[csvio.Chunk]:
-    """``reader`` is a ``csv.reader`` (its ``line_num`` numbers the rows for error reports)."""
-    chunk = csvio.Chunk()
-    for fields in reader:
-        if not fields:  # blank line
-            continue
-        chunk.lines.append(reader.line_num)
-        chunk.fields.append(fields)
-        chunk.parsed.append(csvio.parse_row(fields, columns))
-        if len(chunk.fields) == size:
-            yield chunk
-            chunk = csvio.Chunk()
-    if chunk.fields:
-        yield chunk
-
-
-def _open_lines(stack: ExitStack, source: PathOrLines) -> Iterable[str]:
-    if isinstance(source, str | os.PathLike):
-        return stack.enter_context(Path(source).open(newline="", encoding="utf-8"))
-    return source
-
-
-def _open_output(stack: ExitStack, target: str | os.PathLike[str] | IO[str]) -> IO[str]:
-    if isinstance(target, str | os.PathLike):
-        return stack.enter_context(Path(target).open("w", newline="", encoding="utf-8"))
-    return target
-
-
-def _size(source: PathOrLines) -> int | None:
-    return os.path.getsize(source) if isinstance(source, str | os.PathLike) else None
 
 
 def _merge(model_name: str, results: list[BatchResult], latency_ms: float) -> BatchResult:

@@ -103,7 +103,10 @@ def output_header(header: Sequence[str], classes: Sequence[Any] | None) -> list[
     return [*header, "prediction", "probability", *probability_columns, "error"]
 
 
-def output_row(fields: Sequence[str], outcome: RowOutcome, n_classes: int) -> list[Any]:
+def output_row(fields: Sequence[str], outcome: RowOutcome, n_classes: int, width: int) -> list[Any]:
+    """The input fields (padded or cut to the header's width, so the output stays rectangular),
+    then prediction, best probability, per-class probabilities and the error message."""
+    fields = [*fields[:width], *[""] * (width - len(fields))]
     probabilities = list(outcome.probabilities or [])
     best = max(probabilities) if probabilities else None
     padded = (probabilities + [None] * n_classes)[:n_classes]

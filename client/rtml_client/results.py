@@ -264,3 +264,54 @@ class CsvReport(Result):
     @property
     def elapsed_s(self) -> float:
         return self._as("elapsed_s", float)
+
+
+class EvaluationReport(Result):
+    """:meth:`ModelEvaluator.evaluate`. Classifiers: ``accuracy``, ``precision``, ``recall``,
+    ``f1_score`` (alias ``f1``), ``roc_auc`` (None without probabilities), ``confusion_matrix``
+    (rows: true label, columns: predicted, in ``labels`` order), ``per_class``. Regressors:
+    ``mae``, ``mse``, ``rmse``, ``r2``."""
+
+    aliases: ClassVar[dict[str, str]] = {"f1": "f1_score"}
+
+    @property
+    def task(self) -> str:
+        return self._as("task", str)
+
+    @property
+    def accuracy(self) -> float | None:
+        return cast(float | None, self.get("accuracy"))
+
+    @property
+    def f1_score(self) -> float | None:
+        return cast(float | None, self.get("f1_score"))
+
+    @property
+    def roc_auc(self) -> float | None:
+        return cast(float | None, self.get("roc_auc"))
+
+    @property
+    def confusion_matrix(self) -> list[list[int]] | None:
+        return cast(list[list[int]] | None, self.get("confusion_matrix"))
+
+    @property
+    def rmse(self) -> float | None:
+        return cast(float | None, self.get("rmse"))
+
+
+class DriftReport(Result):
+    """:meth:`ModelEvaluator.detect_drift`: ``overall_drift``, ``drifted_features`` and, per
+    feature, ``psi``, ``js_distance``, ``ks_statistic``, ``ks_pvalue``, ``ks_pvalue_adjusted``,
+    ``mean_shift`` and ``drifted``."""
+
+    @property
+    def overall_drift(self) -> bool:
+        return bool(self.get("overall_drift", False))
+
+    @property
+    def drifted_features(self) -> list[str]:
+        return cast(list[str], self.get("drifted_features", []))
+
+    @property
+    def features(self) -> dict[str, dict[str, Any]]:
+        return cast(dict[str, dict[str, Any]], self.get("features", {}))
