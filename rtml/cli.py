@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from rtml.settings import Settings, load_settings
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rtml", description="Real-time ML model serving over Kafka.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="start Kafka, Redis, demo models, two workers and the gateway")
@@ -40,9 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("--force", action="store_true", help="train-demo: retrain even if registered")
     models.add_argument("--json", action="store_true", help="list: JSON for scripts")
     models.add_argument("--url", help="list: ask this gateway (http://HOST:PORT), not the local registry")
-    from rtml.importers.cli import add_import_arguments
+    if command == "models":  # importing the importers costs ~0.5 s: only when they can be used
+        from rtml.importers.cli import add_import_arguments
 
-    add_import_arguments(models)
+        add_import_arguments(models)
     topics = commands.add_parser("topics", help="Kafka topics")
     topics.add_argument("action", choices=["ensure"])
     schemas = commands.add_parser("schemas", help="message schemas")
@@ -55,13 +56,16 @@ def _parser() -> argparse.ArgumentParser:
     alerts.add_argument("--json", action="store_true", help="tail: print the DriftAlert JSON lines")
     alerts.add_argument("--max-messages", type=int, default=None, help="stop after this many alerts")
     alerts.add_argument("--idle-timeout", type=float, default=None, help="stop after this many idle seconds")
-    _client_commands(commands)
+    _client_commands(commands, load=command in ("predict", "bench", None))
     return parser
 
 
-def _client_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``predict`` and ``bench`` come from the client SDK, its own distribution (pip install ./client)."""
+def _client_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser], load: bool) -> None:
+    """``predict`` and ``bench`` come from the client SDK, its own distribution (pip install ./client).
+    Servers (gateway, workers) do not pay for importing it."""
     try:
+        if not load:
+            raise ImportError("not needed for this command")
         from rtml_client.cli import add_commands
     except ImportError:
         for name in ("predict", "bench"):
@@ -72,7 +76,9 @@ def _client_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = next((word for word in words if not word.startswith("-")), None)
+    args = _parser(command).parse_args(words)
     settings = load_settings()
     from rtml.logs import configure_logging
 
