@@ -13,7 +13,6 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import numpy as np
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -115,6 +114,8 @@ def _rows_from_input(tensor: Any, blob: bytes, metadata: ModelMetadata) -> tuple
 def _binary_values(blob: bytes, size: Any, datatype: str, name: Any) -> list[float]:
     if not isinstance(size, int) or size > len(blob):
         raise BadRequest(f"input '{name}' binary_data_size {size!r} exceeds the binary payload")
+    import numpy as np  # only for the binary extension: keeps numpy out of the gateway otherwise
+
     values: list[float] = (
         np.frombuffer(blob[:size], dtype=NUMERIC_TYPES[datatype]).astype(np.float64).tolist()
     )

@@ -8,28 +8,31 @@ different version never does.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from hashlib import blake2b
+from typing import Any
 
-import numpy as np
 import orjson
 
 from schemas.messages import Label
 
 
 def row_digest(row: Sequence[float]) -> str:
-    canonical = np.asarray(row, dtype="<f8") + 0.0  # + 0.0 turns -0.0 into 0.0
-    return blake2b(canonical.tobytes(), digest_size=16).hexdigest()
+    # struct, not numpy, so the gateway's hot path (and memory) needs no numpy; the bytes equal
+    # np.asarray(row, "<f8").tobytes(), which cache_keys() uses for whole batches.
+    canonical = struct.pack(f"<{len(row)}d", *[value + 0.0 for value in row])  # + 0.0: -0.0 -> 0.0
+    return blake2b(canonical, digest_size=16).hexdigest()
 
 
 def cache_key(prefix: str, model: str, version: str, row: Sequence[float]) -> str:
     return f"{prefix}{model}:{version}:{row_digest(row)}"
 
 
-def cache_keys(
-    prefix: str, model: str, version: str, rows: Sequence[Sequence[float]] | np.ndarray
-) -> list[str]:
-    """Keys of many rows of equal width, with one array conversion instead of one per row."""
+def cache_keys(prefix: str, model: str, version: str, rows: Sequence[Sequence[float]] | Any) -> list[str]:
+    """Keys of many rows of equal width (a list of rows or a 2-D array), one array conversion."""
+    import numpy as np  # workers only; already loaded there
+
     canonical = np.asarray(rows, dtype="<f8") + 0.0
     head = f"{prefix}{model}:{version}:"
     return [head + blake2b(row.tobytes(), digest_size=16).hexdigest() for row in canonical]

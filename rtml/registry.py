@@ -26,10 +26,8 @@ import re
 import shutil
 import uuid
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-import onnx
-import onnxruntime as ort
 from pydantic import ValidationError
 
 from rtml import errors
@@ -229,10 +227,15 @@ class ModelRegistry:
 
 def validate_onnx(onnx_bytes: bytes, meta: ModelMetadata) -> None:
     """Check the model, then run it once on zeros; raises InvalidModel."""
+    # Imported here: the gateway reads the registry but must not carry onnx/onnxruntime in memory.
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
     where = f"model '{meta.name}'"
     try:
         onnx.checker.check_model(onnx.load_model_from_string(onnx_bytes))
-        session = ort.InferenceSession(onnx_bytes, _session_options(), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(onnx_bytes, _session_options(ort), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnx and onnxruntime raise many unrelated types
         raise InvalidModel(f"{where}: not a valid ONNX model: {exc}") from exc
     inputs = [i.name for i in session.get_inputs()]
@@ -250,7 +253,7 @@ def validate_onnx(onnx_bytes: bytes, meta: ModelMetadata) -> None:
     _check_trial_outputs(meta, dict(zip(meta.output_names, results, strict=False)))
 
 
-def _check_trial_outputs(meta: ModelMetadata, results: dict[str, np.ndarray]) -> None:
+def _check_trial_outputs(meta: ModelMetadata, results: dict[str, Any]) -> None:
     where = f"model '{meta.name}'"
     for name, value in results.items():
         if value.shape[:1] != (1,):
@@ -264,7 +267,7 @@ def _check_trial_outputs(meta: ModelMetadata, results: dict[str, np.ndarray]) ->
             )
 
 
-def _session_options() -> ort.SessionOptions:
+def _session_options(ort: Any) -> Any:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1

@@ -29,6 +29,9 @@ class RequestConsumer:
                 "auto.offset.reset": "earliest",
                 # Requests are latency-critical: do not let the broker hold a fetch for long.
                 "fetch.wait.max.ms": 5,
+                # Prefetch is for batching, not for hoarding: librdkafka's default (64 MB per
+                # consumer) only inflates RSS; 8 MB holds thousands of requests.
+                "queued.max.messages.kbytes": 8192,
                 "partition.assignment.strategy": "cooperative-sticky",
                 "session.timeout.ms": 10000,
                 "heartbeat.interval.ms": 1000,
