@@ -51,13 +51,14 @@ lint: setup-dev ## ruff
 	$(BIN)/ruff format --check .
 
 typecheck: setup-dev ## mypy (strict)
-	$(BIN)/mypy rtml gateway workers schemas client/rtml_client
+	$(BIN)/mypy rtml gateway workers schemas client/rtml_client drift bench/drift_throughput.py
 
 schemas: setup-dev ## fail if schemas/json is stale (regenerate: rtml schemas export)
 	$(BIN)/rtml schemas export --check
 
 bench: setup-dev ## benchmarks against the real stack; writes bench/out and prints a table
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.drift_throughput
 
 infra-up: setup ## start local Kafka and Redis only
 	$(BIN)/rtml infra up

@@ -194,6 +194,10 @@ def create_app(settings: Settings) -> FastAPI:
     async def model_info(name: str) -> Response:
         return json_response(runtime.describe(name))
 
+    @app.get("/api/v1/models/{name}/drift")
+    async def model_drift(name: str) -> Response:
+        return json_response(await runtime.drift_state(name))
+
     @app.get("/health")
     async def health() -> Response:
         return json_response({"status": "ok", "timestamp": time.time(), "uptime_s": runtime.uptime_s})

@@ -39,5 +39,10 @@ class GatewayCache:
             return None
         return value
 
+    @property
+    def client(self) -> aioredis.Redis:
+        """The shared async client, for other read-only lookups (drift state)."""
+        return self._client
+
     async def close(self) -> None:
         await self._client.aclose()

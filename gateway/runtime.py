@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka.admin import AdminClient
+from redis.exceptions import RedisError
 
 from gateway import metrics
 from gateway.cache import GatewayCache
 from gateway.model_table import ModelTable
 from gateway.replies import ReplyRouter
 from gateway.service import PredictionService
-from rtml.errors import RtmlError
+from rtml.errors import ModelNotFound, RtmlError, Unavailable
 from rtml.kafka import PolledProducer, client_config, delete_topics, ensure_topics
 from rtml.registry import ModelRegistry
 from rtml.settings import Settings
@@ -27,6 +28,10 @@ from rtml.settings import Settings
 log = logging.getLogger(__name__)
 
 REPLY_RETENTION_MS = "60000"  # replies are worthless after their deadline; keep the topic small
+
+
+class DriftStateMissing(ModelNotFound):
+    code = "not_found"
 
 
 @dataclass
@@ -121,6 +126,22 @@ class GatewayRuntime:
             "models": self.models.names(),
             "cache": "up" if self.cache.available else ("disabled" if not self.cache.enabled else "degraded"),
         }
+
+    async def drift_state(self, name: str) -> dict[str, Any]:
+        """Latest window statistics and firing alerts of ``name``, as the drift app published them."""
+        self.models.entry(name)  # 404 listing the models for an unknown name
+        from drift.state import aread_drift_state  # loads the statistics code only when asked
+
+        try:
+            state = await aread_drift_state(self.cache.client, self.settings.drift.redis_prefix, name)
+        except RedisError as exc:
+            raise Unavailable(f"drift state is kept in Redis, which is unavailable: {exc}") from None
+        if state is None:
+            raise DriftStateMissing(
+                f"no drift statistics for model '{name}' yet: "
+                "is `rtml drift` running, and has the model had traffic?"
+            )
+        return dict(state)
 
     def describe(self, name: str, brief: bool = False) -> dict[str, Any]:
         entry = self.models.entry(name)

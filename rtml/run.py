@@ -44,6 +44,7 @@ def run_stack(settings: Settings) -> int:
         for index in range(WORKERS):
             port = str(first_port + index)
             stack.worker(f"worker-{index + 1}", ["all"], {"RTML_WORKER__METRICS_PORT": port})
+        stack.spawn("drift", ["drift"], {"RTML_DRIFT__METRICS_PORT": str(first_port + WORKERS + 8)})
         gateway = stack.gateway()
         base = f"http://{settings.gateway.host}:{settings.gateway.port}"
         wait_http_ok(f"{base}/ready", timeout_s=60, child=gateway)
@@ -71,6 +72,7 @@ rtml is up: gateway {base}, {WORKERS} workers, logs in {stack.log_dir}
        -d '{{"model_name": "iris_classifier", "features": [5.1, 3.5, 1.4, 0.2]}}'
 
   models:  curl -s {base}/api/v1/models
+  drift:   curl -s {base}/api/v1/models/iris_classifier/drift
   metrics: curl -s {base}/metrics
 Press Ctrl-C to stop everything.
 """,

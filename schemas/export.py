@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 from pydantic import BaseModel
 
+from schemas.drift import ALL_DRIFT_MESSAGES
 from schemas.messages import ALL_MESSAGES
 from schemas.model_metadata import ModelMetadata
 
@@ -18,7 +19,7 @@ EXPORT_DIR = Path(__file__).resolve().parent / "json"
 
 
 def all_schemas() -> dict[str, type[BaseModel]]:
-    return {**ALL_MESSAGES, "model_metadata": ModelMetadata}
+    return {**ALL_MESSAGES, **ALL_DRIFT_MESSAGES, "model_metadata": ModelMetadata}
 
 
 def render(model: type[BaseModel]) -> bytes:

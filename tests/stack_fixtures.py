@@ -49,6 +49,10 @@ class Namespace:
         return f"t{self.tag}.dlq"
 
     @property
+    def drift_prefix(self) -> str:
+        return f"t{self.tag}:drift:"
+
+    @property
     def reply_prefix(self) -> str:
         return f"t{self.tag}.replies."
 
@@ -62,6 +66,7 @@ class Namespace:
             "RTML_KAFKA__LOG_PARTITIONS": "2",
             "RTML_WORKER__GROUP_PREFIX": f"t{self.tag}.workers.",
             "RTML_REDIS__KEY_PREFIX": f"t{self.tag}:p:",
+            "RTML_DRIFT__REDIS_PREFIX": self.drift_prefix,
         }
 
 
