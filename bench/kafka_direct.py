@@ -183,18 +183,27 @@ def wait_for_rows(
         now = snapshot()
         served = worker_rows(now, model, "kafka") - worker_rows(before, model, "kafka")
         dead = worker_dead_letters(now, model) - worker_dead_letters(before, model)
-        if served + dead >= rows or time.monotonic() >= deadline:
+        if (now.complete and served + dead >= rows) or time.monotonic() >= deadline:
             return now
         time.sleep(0.25)
+
+
+def complete_snapshot(snapshot: Callable[[], Snapshot], attempts: int = 5) -> Snapshot:
+    """A snapshot every worker answered (the last try's, incomplete, after ``attempts``)."""
+    for _ in range(attempts - 1):
+        taken = snapshot()
+        if taken.complete:
+            return taken
+    return snapshot()
 
 
 def measure(
     target: DirectTarget, meta: ModelMetadata, messages: int, rows: int, timeout_s: float
 ) -> DirectResult:
     prefix = f"bench-{uuid.uuid4().hex[:8]}-"
-    values = encode_requests(meta, messages, rows, prefix, seed=messages * 31 + rows)
+    values = encode_requests(meta, messages, rows, prefix, seed=uuid.uuid4().int & 0xFFFFFFFF)
     start = end_offsets(target.bootstrap, target.predictions_topic)
-    before = target.snapshot()
+    before = complete_snapshot(target.snapshot)
     began_ms = time.time() * 1000
     produce_s = produce_all(target.bootstrap, target.request_topic, values)
     expected = messages * rows
@@ -229,15 +238,18 @@ def _check_sample(sample: bytes | None, model: str) -> None:
 def run_direct(
     target: DirectTarget, meta: ModelMetadata, rows: int, target_s: float, max_predictions: int
 ) -> DirectResult:
-    """A pilot sizes N for about ``target_s`` seconds of work; resized (at most twice) while the
-    measured span falls short of 70% of ``target_s`` and N is below ``max_predictions``."""
+    """A pilot sizes N for about ``target_s`` seconds of work; the run is sized again once if its
+    span falls short of 70% of ``target_s`` and N is below ``max_predictions``."""
     result = measure(target, meta, max(1, PILOT_PREDICTIONS // rows), rows, timeout_s=30)
+    # The pilot is too short for its first->last span to mean much: size from its end-to-end rate
+    # (which includes producing, so it errs low); later rounds from the measured rate.
+    rate = max(result.end_to_end_per_s, 1.0)
     for _ in range(SIZING_ROUNDS):
-        rate = max(result.predictions_per_s, result.end_to_end_per_s, 1.0)
         predictions = min(max_predictions, max(MIN_PREDICTIONS, int(rate * target_s * 1.1)))
         messages = max(1, math.ceil(predictions / rows))
         timeout_s = min(120.0, max(20.0, 4 * messages * rows / rate))
         result = measure(target, meta, messages, rows, timeout_s)
         if result.span_s >= 0.7 * target_s or predictions >= max_predictions:
             break
+        rate = max(result.predictions_per_s, 1.0)
     return result

@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,3 +66,66 @@ def wait_until_quiet(
             flush=True,
         )
         time.sleep(min(every_s, max(0.0, max_wait_s - waited)))
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_cpu_s() -> float:
+    """CPU seconds all CPUs spent busy since boot (/proc/stat: user+nice+system+irq+softirq+steal)."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def own_cpu_s() -> float:
+    """This process plus its reaped children (baseline, wrk, gateway, workers once stopped)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+@dataclass
+class CpuAccount:
+    """How much of the machine's CPU went to something other than the bench while it ran.
+
+    other = machine busy - (bench process + reaped children + local Kafka/Redis), over the
+    wall time; a share of nproc x wall near 0 means the figures were not disturbed by others.
+    """
+
+    wall0: float = field(default_factory=time.monotonic)
+    busy0: float = field(default_factory=machine_busy_cpu_s)
+    own0: float = field(default_factory=own_cpu_s)
+    infra0: dict[int, float] = field(default_factory=dict)
+    result: dict[str, float] | None = None
+
+    def note_infra_start(self, pids: list[int]) -> None:
+        """Infra already running when the bench starts: count only its CPU from now on."""
+        self.infra0 = {pid: process_cpu_s(pid) for pid in pids}
+
+    def finish(self, infra_pids: list[int]) -> dict[str, float]:
+        """Close the account (call before stopping local infra, whose CPU is read from /proc)."""
+        if self.result is None:
+            wall = time.monotonic() - self.wall0
+            busy = machine_busy_cpu_s() - self.busy0
+            infra = sum(process_cpu_s(pid) - self.infra0.get(pid, 0.0) for pid in infra_pids)
+            ours = own_cpu_s() - self.own0 + infra
+            other = max(0.0, busy - ours)
+            self.result = {
+                "wall_s": wall,
+                "machine_busy_cpu_s": busy,
+                "bench_cpu_s": ours,
+                "other_cpu_s": other,
+                "other_share_of_machine": other / (wall * (os.cpu_count() or 1)) if wall > 0 else 0.0,
+            }
+        return self.result

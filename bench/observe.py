@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -11,18 +12,21 @@ from prometheus_client.parser import text_string_to_metric_families
 Samples = list[tuple[str, dict[str, str], float]]
 
 
-def scrape(url: str, timeout_s: float = 5.0) -> Samples:
-    """Every sample of a /metrics page as (name, labels, value); empty if it does not answer."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            text = response.read().decode()
-    except OSError:
-        return []
-    return [
-        (sample.name, dict(sample.labels), float(sample.value))
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    ]
+def scrape(url: str, timeout_s: float = 10.0, attempts: int = 3) -> Samples | None:
+    """Every sample of a /metrics page as (name, labels, value); None if it never answered."""
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as response:
+                text = response.read().decode()
+        except OSError:
+            time.sleep(0.2 * (attempt + 1))
+            continue
+        return [
+            (sample.name, dict(sample.labels), float(sample.value))
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        ]
+    return None
 
 
 def total(samples: Samples, name: str, **labels: str) -> float:
@@ -36,21 +40,31 @@ def total(samples: Samples, name: str, **labels: str) -> float:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Metrics of the gateway and every worker at one moment."""
+    """Metrics of the gateway and every worker at one moment; ``complete`` if all answered."""
 
     gateway: Samples
     workers: list[Samples]
+    complete: bool = True
 
     @classmethod
     def take(cls, gateway_url: str | None, worker_urls: Iterable[str]) -> Snapshot:
-        return cls(scrape(gateway_url) if gateway_url else [], [scrape(url) for url in worker_urls])
+        gateway = scrape(gateway_url) if gateway_url else []
+        workers = [scrape(url) for url in worker_urls]
+        complete = gateway is not None and all(w is not None for w in workers)
+        return cls(gateway or [], [w or [] for w in workers], complete)
 
     def workers_total(self, name: str, **labels: str) -> float:
         return sum(total(samples, name, **labels) for samples in self.workers)
 
 
+def _both(before: Snapshot, after: Snapshot) -> bool:
+    return before.complete and after.complete
+
+
 def mean_batch_rows(before: Snapshot, after: Snapshot, model: str) -> float | None:
     """Mean rows per ONNX Runtime call between two snapshots (rtml_worker_batch_rows _sum/_count)."""
+    if not _both(before, after):
+        return None
     rows = after.workers_total("rtml_worker_batch_rows_sum", model=model) - before.workers_total(
         "rtml_worker_batch_rows_sum", model=model
     )
@@ -62,6 +76,8 @@ def mean_batch_rows(before: Snapshot, after: Snapshot, model: str) -> float | No
 
 def gateway_cache_hit_ratio(before: Snapshot, after: Snapshot, model: str) -> float | None:
     """Share of gateway cache lookups that hit (rtml_gateway_cache_total) between two snapshots."""
+    if not _both(before, after):
+        return None
 
     def count(snapshot: Snapshot, result: str) -> float:
         return total(snapshot.gateway, "rtml_gateway_cache_total", model=model, result=result)
@@ -81,6 +97,8 @@ GATEWAY_ERROR_COUNTERS = {
 
 def gateway_trouble(before: Snapshot, after: Snapshot) -> dict[str, int]:
     """Increase of the gateway's error counters between two snapshots (only the non-zero ones)."""
+    if not _both(before, after):
+        return {"metrics_unavailable": 1}
     deltas = {
         label: int(total(after.gateway, name) - total(before.gateway, name))
         for label, name in GATEWAY_ERROR_COUNTERS.items()

@@ -233,20 +233,37 @@ def write_outputs(summary: dict[str, Any], out_dir: Path, stamp: str) -> tuple[P
     return json_path, md_path
 
 
+LEGEND = """\
+Legend: errors = non-2xx responses + socket errors (connect/read/write/timeout), summed over the
+repeats; other figures are medians over the repeats. "vs base" = rtml / baseline at the same
+concurrency (predict for (a) and (b), batch_predict for (c)); for (d), predictions/s over the
+baseline's best HTTP predictions/s (/predict for 1 row/msg, batch_predict rows/s otherwise).
+Mean batch = rows per ONNX Runtime call in the workers (rtml_worker_batch_rows _sum/_count
+delta); cache hits = gateway cache hit share (rtml_gateway_cache_total delta). (d) rate =
+records counted / (last - first record timestamp) on the predictions topic; end-to-end/s =
+records / (first produce -> last record)."""
+
+
 def markdown_summary(summary: dict[str, Any]) -> str:
-    machine = summary["machine"]
+    machine, cpu = summary["machine"], summary["cpu"]
+    phases = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in summary["phases_s"].items())
     header = [
         f"# rtml bench {summary['started_at']}",
         "",
-        f"Command: `{summary['command']}`  ",
-        f"Machine: {machine['nproc']} CPUs, {machine['cpu_model']}, kernel {machine['kernel']}, "
-        f"Python {machine['python']}, {summary['wrk']}  ",
-        f"Load average (1/5/15 min) at start {_loads(machine['loadavg_at_start'])}, "
-        f"at end {_loads(summary['loadavg_at_end'])}; quiet check: {summary['quiet_check']}  ",
-        f"Duration: {summary['duration_s']:.0f} s; settings: {summary['settings']}",
+        f"- Command: `{summary['command']}`",
+        f"- Machine: {machine['nproc']} CPUs ({machine['cpu_model']}), kernel {machine['kernel']}, "
+        f"Python {machine['python']}, {summary['wrk'].split(' Copyright')[0]}",
+        f"- Load average (1/5/15 min): at start {_loads(machine['loadavg_at_start'])}, "
+        f"at end {_loads(summary['loadavg_at_end'])}; quiet check: {summary['quiet_check']}; "
+        f"other Kafka brokers at end: {summary['other_kafka_brokers_at_end'] or 'none'}",
+        f"- Duration: {summary['duration_s']:.0f} s ({phases})",
+        f"- CPU while it ran: machine busy {cpu['machine_busy_cpu_s']:.0f} CPU-s, bench and its "
+        f"processes (incl. local Kafka/Redis) {cpu['bench_cpu_s']:.0f} CPU-s, other processes "
+        f"{cpu['other_cpu_s']:.0f} CPU-s = {cpu['other_share_of_machine']:.0%} of "
+        f"{machine['nproc']} CPUs x {cpu['wall_s']:.0f} s",
         "",
     ]
-    return "\n".join(header) + render(summary, markdown=True) + "\n"
+    return "\n".join(header) + "\n" + render(summary, markdown=True) + "\n\n" + LEGEND + "\n"
 
 
 def _loads(values: list[float]) -> str:

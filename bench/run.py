@@ -112,6 +112,7 @@ class Run:
     direct: list[dict[str, Any]]
     memory: dict[str, dict[str, dict[str, float | None]]]
     phases: dict[str, float]
+    cpu: machine.CpuAccount
 
     def phase(self, name: str, started: float) -> None:
         self.phases[name] = round(time.monotonic() - started, 1)
@@ -155,7 +156,13 @@ def run_rtml(run: Run) -> None:
         finally:
             stack.stop()
     finally:
+        run.cpu.finish(local_infra_pids(run.settings))
         services.down(run.settings)
+
+
+def local_infra_pids(settings: Settings) -> list[int]:
+    """PIDs of the local Kafka and Redis (none when they are external)."""
+    return [s["pid"] for s in infra.status(settings).values() if s["source"] == "local" and s["pid"]]
 
 
 def _observer(stack: RtmlStack) -> Callable[[], Snapshot]:
@@ -237,6 +244,7 @@ def summarize(
         "quiet_check": quiet,
         "other_kafka_brokers_at_end": machine.kafka_brokers(),
         "loadavg_at_end": list(os.getloadavg()),
+        "cpu": run.cpu.finish([]),
         "settings": dict(vars(args)),
         "duration_s": time.monotonic() - began,
         "phases_s": run.phases,
@@ -250,7 +258,6 @@ def summarize(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    began = time.monotonic()
     args = parse_args(argv)
     config = config_from(args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -258,12 +265,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ensure_wrk()
     settings = load_settings()
     quiet = _quiet_check(config, settings)
+    began = time.monotonic()  # the bench's own duration excludes waiting for a quiet machine
     facts = machine.facts()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     registry = ensure_models(settings, sorted(set(DIRECT_MODELS) | {HTTP_MODEL}))
     n_features = registry.metadata(HTTP_MODEL, registry.latest(HTTP_MODEL)).n_features
     config = replace(config, http=replace(config.http, n_features=n_features))
-    run = Run(config, settings, registry, OUT_DIR / f"logs-{stamp}", [], [], {}, {})
+    cpu = machine.CpuAccount()
+    cpu.note_infra_start(local_infra_pids(settings))
+    run = Run(config, settings, registry, OUT_DIR / f"logs-{stamp}", [], [], {}, {}, cpu)
     if "e" in config.scenarios:
         run_baseline(run)
     if config.scenarios & {"a", "b", "c", "d"}:
@@ -272,7 +282,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n" + report.render(summary, markdown=False))
     json_path, md_path = report.write_outputs(summary, OUT_DIR, stamp)
     print(f"\nwrote {json_path.relative_to(PROJECT_ROOT)} and {md_path.relative_to(PROJECT_ROOT)}")
-    print(f"whole bench: {summary['duration_s']:.0f} s")
+    cpu = summary["cpu"]
+    print(
+        f"whole bench: {summary['duration_s']:.0f} s; other processes used {cpu['other_cpu_s']:.0f} CPU-s "
+        f"({cpu['other_share_of_machine']:.0%} of the machine) meanwhile"
+    )
     return 0
 
 

@@ -63,7 +63,9 @@ def test_kafka_down_answers_503_fast_ready_says_why_and_service_recovers(
 
     throwaway_kafka.start()  # type: ignore[attr-defined]
     deadline = time.monotonic() + 45
-    while time.monotonic() < deadline and httpx.get(f"{running.base_url}/ready", timeout=5).status_code != 200:
+    while (
+        time.monotonic() < deadline and httpx.get(f"{running.base_url}/ready", timeout=5).status_code != 200
+    ):
         time.sleep(0.3)
     # The gateway is ready again; workers need a moment to rejoin their group after the restart.
     deadline = time.monotonic() + 45
