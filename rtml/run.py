@@ -14,7 +14,7 @@ import threading
 from rtml import infra
 from rtml.registry import ModelRegistry
 from rtml.settings import Settings
-from rtml.stack import Stack, wait_http_ok
+from rtml.stack import Stack, wait_http_ok, wait_prediction_ok
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,9 @@ def run_stack(settings: Settings) -> int:
         gateway = stack.gateway()
         base = f"http://{settings.gateway.host}:{settings.gateway.port}"
         wait_http_ok(f"{base}/ready", timeout_s=60, child=gateway)
+        # The gateway is ready before the workers have joined their groups: prove the printed
+        # curl works (a real prediction through Kafka) before printing it.
+        wait_prediction_ok(base, timeout_s=120, children=stack.children)
         _print_banner(base, stack)
         while not stop.wait(1.0):
             dead = [child.name for child in stack.children if not child.alive]

@@ -7,6 +7,7 @@ Only processes started here are ever signalled, by the PID we got at spawn.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -107,3 +108,34 @@ def wait_http_ok(url: str, timeout_s: float, child: Child | None = None) -> None
         time.sleep(0.2)
     tail = f"\n{child.log_tail()}" if child is not None else ""
     raise TimeoutError(f"{url} not ready after {timeout_s:.0f}s ({last}){tail}")
+
+
+def wait_prediction_ok(base_url: str, timeout_s: float, children: list[Child]) -> None:
+    """Send an uncached demo prediction until one is answered (workers up and assigned)."""
+    body = json.dumps(
+        {
+            "model_name": "iris_classifier",
+            "features": [5.1, 3.5, 1.4, 0.2],
+            "use_cache": False,
+            "timeout_ms": 2000,
+        }
+    ).encode()
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        dead = [child for child in children if not child.alive]
+        if dead:
+            raise RuntimeError(f"{dead[0].name} exited:\n{dead[0].log_tail()}")
+        request = urllib.request.Request(  # noqa: S310 - our own loopback URL
+            f"{base_url}/api/v1/predict", data=body, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - our own loopback URL
+                if response.status == 200:
+                    return
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}: {exc.read()[:300]!r}"
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.5)
+    raise TimeoutError(f"no prediction answered after {timeout_s:.0f}s ({last})")
