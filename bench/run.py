@@ -148,6 +148,7 @@ def run_rtml(run: Run) -> None:
             sorted(set(DIRECT_MODELS) | {HTTP_MODEL}),
             run.config.workers,
             run.log_dir,
+            run.settings.kafka.request_partitions,
         )
         run.phase("stack_start", started)
         try:

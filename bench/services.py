@@ -13,9 +13,14 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from confluent_kafka import ConsumerGroupState
+from confluent_kafka.admin import AdminClient
 
 from rtml import infra
 from rtml.infra import kafka as local_kafka
@@ -51,6 +56,9 @@ class Namespace:
 
     def request_topic(self, model: str) -> str:
         return f"{self.request_prefix}{model}"
+
+    def group(self, model: str) -> str:
+        return f"bench{self.tag}.workers.{model}"
 
     def env(self) -> dict[str, str]:
         return {
@@ -126,9 +134,16 @@ class RtmlStack:
 
 
 def start_stack(
-    bootstrap: str, redis_url: str, registry_root: Path, models: list[str], workers: int, log_dir: Path
+    bootstrap: str,
+    redis_url: str,
+    registry_root: Path,
+    models: list[str],
+    workers: int,
+    log_dir: Path,
+    partitions: int = 4,
 ) -> RtmlStack:
-    """Workers (each serving ``models``, metrics on a free port) and one gateway, all ready."""
+    """Workers (each serving ``models``, metrics on a free port) and one gateway, all ready, and
+    every model's consumer group settled (``partitions``: of each request topic)."""
     namespace = Namespace()
     port = free_port()
     env = {
@@ -151,10 +166,33 @@ def start_stack(
         wait_http_ok(f"{base_url}/ready", timeout_s=READY_TIMEOUT_S, child=gateway)
         for url, child in zip(urls, children, strict=True):
             wait_http_ok(url, timeout_s=READY_TIMEOUT_S, child=child)
+        groups = [namespace.group(m) for m in models]
+        wait_for_groups(bootstrap, groups, min(workers, partitions), READY_TIMEOUT_S)
     except BaseException:
         stack.stop_all()
         raise
     return RtmlStack(base_url, namespace, stack, gateway, children, urls)
+
+
+def wait_for_groups(bootstrap: str, groups: list[str], members: int, timeout_s: float) -> None:
+    """Until every worker group is STABLE with all ``members`` holding partitions: /ready says the
+    gateway can serve, but requests on partitions not yet assigned (the broker delays the first
+    rebalance) would wait seconds and land in the first scenario's tail latency."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout_s
+    pending = list(groups)
+    while pending:
+        futures = admin.describe_consumer_groups(pending, request_timeout=5)
+        pending = [group for group, future in futures.items() if not _settled(future.result(), members)]
+        if pending and time.monotonic() > deadline:
+            raise TimeoutError(f"worker groups not stable after {timeout_s:.0f} s: {pending}")
+        if pending:
+            time.sleep(0.5)
+
+
+def _settled(description: Any, members: int) -> bool:
+    assigned = [m for m in description.members if m.assignment.topic_partitions]
+    return description.state == ConsumerGroupState.STABLE and len(assigned) >= members
 
 
 def start_baseline(model_dir: Path, log_dir: Path) -> tuple[Child, str]:
