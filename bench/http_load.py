@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.machine import CpuProbe
 from bench.observe import Snapshot, gateway_cache_hit_ratio, gateway_trouble, mean_batch_rows
 from bench.wrk import WrkResult, run_wrk
 
@@ -48,6 +49,7 @@ class HttpCase:
     batch_rows: list[float | None] = field(default_factory=list)
     cache_hit_ratio: list[float | None] = field(default_factory=list)
     gateway_trouble: list[dict[str, int]] = field(default_factory=list)
+    other_cpu_share: list[float | None] = field(default_factory=list)
 
     def median(self, attr: str) -> float:
         return float(statistics.median(getattr(run, attr) for run in self.runs))
@@ -70,6 +72,7 @@ class HttpCase:
             "mean_batch_rows": self.median_of(self.batch_rows),
             "cache_hit_ratio": self.median_of(self.cache_hit_ratio),
             "gateway_trouble": self.gateway_trouble,
+            "other_cpu_share": self.median_of(self.other_cpu_share),
             "runs": [run.to_dict() for run in self.runs],
         }
 
@@ -81,6 +84,7 @@ def run_case(
     concurrency: int,
     plan: HttpPlan,
     observe: Callable[[], Snapshot] | None = None,
+    probe: CpuProbe | None = None,
 ) -> HttpCase:
     """Warm up once, then ``plan.repeat`` measured wrk runs with a metrics snapshot around each."""
     script = SCENARIO_SCRIPT[scenario]
@@ -90,10 +94,14 @@ def run_case(
     case = HttpCase(system, scenario, concurrency)
     for _ in range(plan.repeat):
         before = observe() if observe else None
+        cpu_before = probe.read() if probe else None
         case.runs.append(
             run_wrk(base_url, script, concurrency, plan.duration_s, threads=plan.wrk_threads, env=env)
         )
+        cpu_after = probe.read() if probe else None
         after = observe() if observe else None
+        if cpu_before is not None and cpu_after is not None:
+            case.other_cpu_share.append(CpuProbe.other_share(cpu_before, cpu_after))
         if before is not None and after is not None:
             case.batch_rows.append(mean_batch_rows(before, after, plan.model))
             case.cache_hit_ratio.append(gateway_cache_hit_ratio(before, after, plan.model))
@@ -108,6 +116,8 @@ def _line(case: HttpCase) -> str:
     hits = case.cache_hit_ratio[-1] if case.cache_hit_ratio else None
     extra = f" batch {batch:.1f}" if batch is not None else ""
     extra += f" hits {hits:.0%}" if hits is not None else ""
+    others = case.other_cpu_share[-1] if case.other_cpu_share else None
+    extra += f" others' CPU {others:.0%}" if others is not None else ""
     extra += (
         f" gateway {case.gateway_trouble[-1]}" if case.gateway_trouble and case.gateway_trouble[-1] else ""
     )

@@ -22,6 +22,7 @@ import numpy as np
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from bench.machine import CpuProbe
 from bench.observe import Snapshot, mean_batch_rows, worker_dead_letters, worker_rows
 from schemas.messages import PredictionRecord
 from schemas.model_metadata import ModelMetadata
@@ -49,6 +50,8 @@ class DirectResult:
     mean_batch_rows: float | None
     dead_letters: int
     complete: bool
+    other_cpu_share: float
+    """CPU taken by processes other than the bench meanwhile, share of the whole machine."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,6 +65,7 @@ class DirectTarget:
     request_topic: str
     predictions_topic: str
     snapshot: Callable[[], Snapshot]
+    probe: CpuProbe
 
 
 def encode_requests(meta: ModelMetadata, messages: int, rows: int, prefix: str, seed: int) -> list[bytes]:
@@ -205,9 +209,11 @@ def measure(
     start = end_offsets(target.bootstrap, target.predictions_topic)
     before = complete_snapshot(target.snapshot)
     began_ms = time.time() * 1000
+    cpu_before = target.probe.read()
     produce_s = produce_all(target.bootstrap, target.request_topic, values)
     expected = messages * rows
     after = wait_for_rows(target.snapshot, meta.name, before, expected, timeout_s)
+    other_cpu_share = CpuProbe.other_share(cpu_before, target.probe.read())
     seen = read_predictions(target.bootstrap, start, prefix.encode(), expected, timeout_s=30)
     _check_sample(seen.sample, meta.name)
     span_s = ((seen.last_ms or 0) - (seen.first_ms or 0)) / 1000
@@ -224,6 +230,7 @@ def measure(
         mean_batch_rows=mean_batch_rows(before, after, meta.name),
         dead_letters=int(worker_dead_letters(after, meta.name) - worker_dead_letters(before, meta.name)),
         complete=seen.count >= expected,
+        other_cpu_share=other_cpu_share,
     )
 
 
@@ -236,10 +243,16 @@ def _check_sample(sample: bytes | None, model: str) -> None:
 
 
 def run_direct(
-    target: DirectTarget, meta: ModelMetadata, rows: int, target_s: float, max_predictions: int
-) -> DirectResult:
+    target: DirectTarget,
+    meta: ModelMetadata,
+    rows: int,
+    target_s: float,
+    max_predictions: int,
+    repeat: int = 1,
+) -> list[DirectResult]:
     """A pilot sizes N for about ``target_s`` seconds of work; the run is sized again once if its
-    span falls short of 70% of ``target_s`` and N is below ``max_predictions``."""
+    span falls short of 70% of ``target_s`` and N is below ``max_predictions``. ``repeat - 1`` more
+    runs with the same N follow; returns every measured run (the pilot is not one)."""
     result = measure(target, meta, max(1, PILOT_PREDICTIONS // rows), rows, timeout_s=30)
     # The pilot is too short for its first->last span to mean much: size from its end-to-end rate
     # (which includes producing, so it errs low); later rounds from the measured rate.
@@ -252,4 +265,13 @@ def run_direct(
         if result.span_s >= 0.7 * target_s or predictions >= max_predictions:
             break
         rate = max(result.predictions_per_s, 1.0)
-    return result
+    results = [result]
+    for _ in range(repeat - 1):
+        results.append(measure(target, meta, result.messages, rows, timeout_s))
+    return results
+
+
+def median_run(results: list[DirectResult]) -> DirectResult:
+    """The run with the median rate (the lower middle one for an even count)."""
+    ranked = sorted(results, key=lambda r: r.predictions_per_s)
+    return ranked[(len(ranked) - 1) // 2]

@@ -129,3 +129,29 @@ class CpuAccount:
                 "other_share_of_machine": other / (wall * (os.cpu_count() or 1)) if wall > 0 else 0.0,
             }
         return self.result
+
+
+CpuReading = tuple[float, float, float]
+"""(monotonic time, machine busy CPU-s, bench CPU-s)."""
+
+
+@dataclass(frozen=True)
+class CpuProbe:
+    """Reads to tell, per measured run, how much CPU processes other than the bench took.
+
+    ``pids`` are the live processes under test (baseline or gateway + workers, local Kafka and
+    Redis); wrk runs are reaped children, so they count in this process's children times.
+    """
+
+    pids: list[int]
+
+    def read(self) -> CpuReading:
+        ours = own_cpu_s() + sum(process_cpu_s(pid) for pid in self.pids)
+        return time.monotonic(), machine_busy_cpu_s(), ours
+
+    @staticmethod
+    def other_share(before: CpuReading, after: CpuReading) -> float:
+        """Others' CPU between two readings, as a share of the whole machine (all CPUs)."""
+        wall = after[0] - before[0]
+        other = (after[1] - before[1]) - (after[2] - before[2])
+        return max(0.0, other) / (wall * (os.cpu_count() or 1)) if wall > 0 else 0.0

@@ -152,6 +152,10 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
 def _table(headers: list[str], rows: list[list[str]], markdown: bool) -> str:
     if markdown:
         lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
@@ -172,28 +176,29 @@ def _table(headers: list[str], rows: list[list[str]], markdown: bool) -> str:
 def render(summary: dict[str, Any], markdown: bool) -> str:
     http_headers = [
         "scenario", "conc", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors",
-        "mean batch", "cache hits", "req/s vs base", "p50 vs base", "p99 vs base",
+        "mean batch", "cache hits", "req/s vs base", "p50 vs base", "p99 vs base", "others' CPU",
     ]  # fmt: skip
     http_rows = [
         [
             SCENARIO_TITLES.get(c["scenario"], c["scenario"]), str(c["concurrency"]), _fmt(c["rps"], 0),
             _fmt(c["p50_ms"]), _fmt(c["p99_ms"]), _fmt(c["p999_ms"]), _fmt(c["errors_total"]),
             _fmt(c["mean_batch_rows"], 1),
-            "-" if c["cache_hit_ratio"] is None else f"{c['cache_hit_ratio']:.0%}",
+            _pct(c["cache_hit_ratio"]),
             _fmt(c["rps_vs_baseline"]), _fmt(c["p50_vs_baseline"]), _fmt(c["p99_vs_baseline"]),
+            _pct(c.get("other_cpu_share")),
         ]
         for c in summary["http"]
     ]  # fmt: skip
     direct_headers = [
         "(d) Kafka direct", "rows/msg", "messages", "predictions", "seen", "span s",
-        "predictions/s", "end-to-end/s", "mean batch", "dead letters", "vs base",
+        "predictions/s", "end-to-end/s", "mean batch", "dead letters", "vs base", "others' CPU",
     ]  # fmt: skip
     direct_rows = [
         [
             d["model"], str(d["rows_per_message"]), _fmt(d["messages"]), _fmt(d["predictions_expected"]),
             _fmt(d["predictions_seen"]), _fmt(d["span_s"]), _fmt(d["predictions_per_s"], 0),
             _fmt(d["end_to_end_per_s"], 0), _fmt(d["mean_batch_rows"], 1), _fmt(d["dead_letters"]),
-            _fmt(d["vs_baseline"]),
+            _fmt(d["vs_baseline"]), _pct(d.get("other_cpu_share")),
         ]
         for d in summary["direct"]
     ]  # fmt: skip
@@ -241,7 +246,9 @@ baseline's best HTTP predictions/s (/predict for 1 row/msg, batch_predict rows/s
 Mean batch = rows per ONNX Runtime call in the workers (rtml_worker_batch_rows _sum/_count
 delta); cache hits = gateway cache hit share (rtml_gateway_cache_total delta). (d) rate =
 records counted / (last - first record timestamp) on the predictions topic; end-to-end/s =
-records / (first produce -> last record)."""
+records / (first produce -> last record). Others' CPU = CPU used by processes other than the
+bench, its children and local Kafka/Redis during the measured run, as a share of all CPUs
+(/proc/stat minus /proc/PID/stat): a high share means the figure was disturbed."""
 
 
 def markdown_summary(summary: dict[str, Any]) -> str:

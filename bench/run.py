@@ -124,11 +124,11 @@ def run_baseline(run: Run) -> None:
     child, base_url = start_baseline(run.registry.root / HTTP_MODEL / version, run.log_dir)
     try:
         print(f"(e) baseline at {base_url}", flush=True)
-        plan = run.config.http
+        plan, probe = run.config.http, machine.CpuProbe([child.process.pid])
         for concurrency in run.config.concurrency:
-            run.cases.append(run_case(base_url, "baseline", "e_predict", concurrency, plan))
+            run.cases.append(run_case(base_url, "baseline", "e_predict", concurrency, plan, probe=probe))
         for concurrency in run.config.batch_concurrency:
-            run.cases.append(run_case(base_url, "baseline", "e_batch", concurrency, plan))
+            run.cases.append(run_case(base_url, "baseline", "e_batch", concurrency, plan, probe=probe))
         run.memory["baseline_after_load"] = {"baseline": memory_mb(child.process.pid)}
     finally:
         child.stop()
@@ -151,9 +151,11 @@ def run_rtml(run: Run) -> None:
             run.settings.kafka.request_partitions,
         )
         run.phase("stack_start", started)
+        pids = [stack.gateway.process.pid, *(w.process.pid for w in stack.workers)]
+        probe = machine.CpuProbe(pids + local_infra_pids(run.settings))
         try:
-            run_http(run, stack)
-            run_kafka(run, stack, services.bootstrap)
+            run_http(run, stack, probe)
+            run_kafka(run, stack, services.bootstrap, probe)
         finally:
             stack.stop()
     finally:
@@ -175,7 +177,7 @@ def _memory(stack: RtmlStack) -> dict[str, dict[str, float | None]]:
     return {child.name: memory_mb(child.process.pid) for child in children}
 
 
-def run_http(run: Run, stack: RtmlStack) -> None:
+def run_http(run: Run, stack: RtmlStack, probe: machine.CpuProbe) -> None:
     started = time.monotonic()
     plan, observe, wanted = run.config.http, _observer(stack), run.config.scenarios
     print(f"rtml gateway at {stack.base_url}, {len(stack.workers)} workers, namespace {stack.namespace.tag}")
@@ -186,12 +188,13 @@ def run_http(run: Run, stack: RtmlStack) -> None:
     ):
         if key in wanted:
             for concurrency in concurrencies:
-                run.cases.append(run_case(stack.base_url, "rtml", scenario, concurrency, plan, observe))
+                case = run_case(stack.base_url, "rtml", scenario, concurrency, plan, observe, probe)
+                run.cases.append(case)
     run.memory["rtml_after_http"] = _memory(stack)
     run.phase("http", started)
 
 
-def run_kafka(run: Run, stack: RtmlStack, bootstrap: str) -> None:
+def run_kafka(run: Run, stack: RtmlStack, bootstrap: str, probe: machine.CpuProbe) -> None:
     started = time.monotonic()
     if "d" in run.config.scenarios:
         for model in DIRECT_MODELS:
@@ -201,21 +204,33 @@ def run_kafka(run: Run, stack: RtmlStack, bootstrap: str) -> None:
                 stack.namespace.request_topic(model),
                 stack.namespace.predictions_topic,
                 _observer(stack),
+                probe,
             )
             for rows in run.config.direct_rows:
-                result = kafka_direct.run_direct(
-                    target, meta, rows, run.config.direct_target_s, run.config.direct_max_predictions
+                results = kafka_direct.run_direct(
+                    target,
+                    meta,
+                    rows,
+                    run.config.direct_target_s,
+                    run.config.direct_max_predictions,
+                    run.config.http.repeat,
                 )
-                seen, expected = result.predictions_seen, result.predictions_expected
-                print(
-                    f"  (d) {model} {rows} rows/msg: {seen:,}/{expected:,} in {result.span_s:.2f} s = "
-                    f"{result.predictions_per_s:,.0f} predictions/s "
-                    f"(mean batch {result.mean_batch_rows or 0:.1f} rows)",
-                    flush=True,
-                )
-                run.direct.append(result.to_dict())
+                for result in results:
+                    _print_direct(result)
+                median = kafka_direct.median_run(results)
+                run.direct.append({**median.to_dict(), "runs": [r.to_dict() for r in results]})
     run.memory["rtml_after_all_load"] = _memory(stack)
     run.phase("kafka_direct", started)
+
+
+def _print_direct(result: kafka_direct.DirectResult) -> None:
+    seen, expected = result.predictions_seen, result.predictions_expected
+    print(
+        f"  (d) {result.model} {result.rows_per_message} rows/msg: {seen:,}/{expected:,} in "
+        f"{result.span_s:.2f} s = {result.predictions_per_s:,.0f} predictions/s "
+        f"(mean batch {result.mean_batch_rows or 0:.1f} rows, others' CPU {result.other_cpu_share:.0%})",
+        flush=True,
+    )
 
 
 def _stop_on_sigterm() -> None:
