@@ -17,6 +17,8 @@ def run_gateway(settings: Settings) -> None:
         loop="uvloop",
         http="httptools",
         access_log=False,
+        timeout_keep_alive=settings.gateway.keep_alive_s,
+        backlog=settings.gateway.backlog,
         log_config=None,  # keep our JSON logging
         timeout_graceful_shutdown=max(1, settings.gateway.max_timeout_ms // 1000),
     )

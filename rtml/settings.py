@@ -91,6 +91,12 @@ class GatewaySettings(BaseModel):
     """Largest features_batch accepted by batch_predict."""
     delete_reply_topic_on_shutdown: bool = True
     """Remove this instance's reply topic on graceful shutdown."""
+    keep_alive_s: int = Field(default=75, ge=1)
+    """Idle HTTP keep-alive. Longer than the idle timeout of the load balancer or client pool in
+    front (60 s on most), so the server never closes a connection a client is about to reuse: that
+    race resets the connection and the caller sees a transport error instead of an answer."""
+    backlog: int = Field(default=2048, ge=1)
+    """Listen backlog (connections accepted by the kernel before the server takes them)."""
 
 
 class WorkerSettings(BaseModel):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,3 +177,19 @@ def stack_factory(
 def stack(stack_factory: StackFactory) -> RunningStack:
     """The shared stack: two workers serving the served models, one gateway."""
     return stack_factory()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failing stack test carries the last log lines of the stack's processes, so a failure on
+    CI (where the log files are gone afterwards) says what the gateway and workers saw."""
+    report: pytest.TestReport = yield
+    if report.failed:
+        funcargs = getattr(item, "funcargs", {})
+        for value in funcargs.values():
+            if isinstance(value, RunningStack):
+                for child in value.stack.children:
+                    report.sections.append((f"log of {child.name}", child.log_tail(40)))
+    return report

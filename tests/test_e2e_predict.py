@@ -93,6 +93,7 @@ def test_500_concurrent_distinct_requests_each_get_their_own_answer(stack: Runni
         .tolist()
     )
     labels, probabilities = onnx_predict(stack, "iris_classifier", rows)
+    tag = uuid.uuid4().hex[:8]
 
     async def run() -> list[dict[str, object]]:
         limits = httpx.Limits(max_connections=100)
@@ -101,7 +102,11 @@ def test_500_concurrent_distinct_requests_each_get_their_own_answer(stack: Runni
                 *[
                     client.post(
                         "/api/v1/predict",
-                        json={"model_name": "iris_classifier", "features": row, "request_id": f"c500-{i}"},
+                        json={
+                            "model_name": "iris_classifier",
+                            "features": row,
+                            "request_id": f"c500-{tag}-{i}",
+                        },
                     )
                     for i, row in enumerate(rows)
                 ]
@@ -110,7 +115,7 @@ def test_500_concurrent_distinct_requests_each_get_their_own_answer(stack: Runni
 
     answers = asyncio.run(run())
     for i, answer in enumerate(answers):
-        assert answer["request_id"] == f"c500-{i}"
+        assert answer["request_id"] == f"c500-{tag}-{i}"
         assert answer["prediction"] == labels[i]
         assert answer["probabilities"] == pytest.approx(probabilities[i].tolist(), abs=1e-6)
 
