@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from rtml_client.stats import FloatArray, histogram
+from rtml_client.stats import FloatArray, histogram, quantile_bin_edges
 
 from drift.simulate import Traffic
 from schemas.model_metadata import Baseline, FeatureBaseline, ModelMetadata, OutputBaseline
@@ -51,13 +51,7 @@ def regress(rows: FloatArray) -> tuple[list[Any], list[float | None]]:
 def feature_baseline(values: FloatArray, n_bins: int = N_BINS) -> FeatureBaseline:
     """Quantile bins (one per value for columns with few distinct values), as rtml's trainers build them."""
     present = values[~np.isnan(values)]
-    distinct = np.unique(present)
-    if distinct.size <= n_bins:
-        edges = np.concatenate([distinct[:1], (distinct[:-1] + distinct[1:]) / 2, distinct[-1:]])
-        if distinct.size == 1:
-            edges = np.array([distinct[0] - 0.5, distinct[0] + 0.5])
-    else:
-        edges = np.unique(np.quantile(present, np.linspace(0, 1, n_bins + 1)))
+    edges = quantile_bin_edges(present, n_bins)
     counts = histogram(present, edges)
     return FeatureBaseline(
         count=int(present.size),

@@ -108,8 +108,13 @@ class WorkerSettings(BaseModel):
     """Upper bound on rows run through ONNX Runtime in one call."""
     max_batch_delay_ms: float = Field(default=0.0, ge=0)
     """Wait up to this long after the first message for more (0: never wait)."""
+    max_batches_in_flight: int = Field(default=8, ge=1)
+    """Batches processed while earlier ones await the broker's acknowledgement; beyond this the
+    loop waits (bounds memory and what a failed write makes it serve again)."""
     poll_timeout_ms: int = Field(default=100, ge=1)
     """How long an idle worker blocks waiting for the first message."""
+    metrics_host: str = "127.0.0.1"
+    """Address of a worker's Prometheus endpoint (0.0.0.0 in containers, for the scraper)."""
     metrics_port: int = Field(default=0, ge=0, le=65535)
     """Prometheus port of a worker process (0: no HTTP metrics endpoint)."""
     ort_threads: int = Field(default=1, ge=1)

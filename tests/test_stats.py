@@ -37,6 +37,32 @@ pvalues = st.lists(st.floats(0, 1, allow_nan=False), min_size=0, max_size=30)
 
 
 @FAST
+@given(
+    # Values on a 1e-3 grid: two distinct values closer than a float can halve have no midpoint.
+    st.lists(st.one_of(finite.map(lambda v: round(v, 3)), st.just(math.nan)), max_size=300).filter(
+        lambda v: any(not math.isnan(x) for x in v)
+    )
+)
+def test_quantile_bin_edges_are_increasing_and_give_few_valued_columns_a_bin_per_value(
+    values: list[float],
+) -> None:
+    bin_edges = stats.quantile_bin_edges(values, n_bins=10)
+    present = np.asarray([v for v in values if not math.isnan(v)])
+    assert np.all(np.diff(bin_edges) > 0)
+    assert bin_edges[0] <= present.min() and present.max() <= bin_edges[-1]
+    distinct = np.unique(present)
+    if distinct.size <= 10:
+        counts = stats.histogram(present, bin_edges)
+        assert counts.size == max(distinct.size, 1)
+        assert np.all(counts == [np.sum(present == v) for v in distinct])
+
+
+def test_quantile_bin_edges_refuse_a_column_without_numbers() -> None:
+    with pytest.raises(ValueError, match="no numeric values"):
+        stats.quantile_bin_edges([math.nan, math.nan])
+
+
+@FAST
 @given(edges(), st.lists(st.one_of(finite, st.just(math.nan)), max_size=200))
 def test_histogram_counts_every_non_nan_value_once(bin_edges: list[float], values: list[float]) -> None:
     counted = stats.histogram(values, bin_edges)

@@ -1,4 +1,9 @@
-"""The prediction cache as the workers use it: one MGET and one pipelined write per batch.
+"""The prediction cache as the workers use it: one MGET and one write command per batch.
+
+The write is one EVALSHA of a tiny Lua script that SETs every key with its TTL: one
+command of 2N+1 arguments instead of N pipelined SET EX commands, whose client-side
+packing was a third of a worker's CPU under direct-producer load. (Standalone Redis:
+a cluster would refuse a script touching keys of several slots.)
 
 A Redis outage degrades to no cache (all misses, writes skipped) for
 ``retry_after_s``; outages are counted in metrics.
@@ -17,6 +22,14 @@ from workers import metrics
 
 log = logging.getLogger(__name__)
 
+SET_ALL_WITH_TTL = """
+local ttl = ARGV[1]
+for i = 1, #KEYS do
+    redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ttl)
+end
+return #KEYS
+"""
+
 
 class WorkerCache:
     def __init__(self, settings: RedisSettings) -> None:
@@ -27,6 +40,7 @@ class WorkerCache:
             settings.url.get_secret_value(), socket_timeout=timeout, socket_connect_timeout=timeout
         )
         self._breaker = OutageBreaker("redis", settings.retry_after_s)
+        self._set_all = self._client.register_script(SET_ALL_WITH_TTL)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys or not self._enabled or self._breaker.open:
@@ -42,11 +56,11 @@ class WorkerCache:
     def put_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         if not items or not self._enabled or self._breaker.open:
             return
+        keys = [key for key, _value in items]
+        arguments: list[bytes | int] = [self._ttl_s]
+        arguments.extend(value for _key, value in items)
         try:
-            pipe = self._client.pipeline(transaction=False)
-            for key, value in items:
-                pipe.set(key, value, ex=self._ttl_s)
-            pipe.execute()
+            self._set_all(keys=keys, args=arguments)
         except redis.RedisError:
             metrics.CACHE_ERRORS.labels(operation="set").inc()
             self._breaker.trip()

@@ -41,9 +41,13 @@ class RequestConsumer:
         self._consumer = Consumer(config)
         self._consumer.subscribe([topic], on_revoke=self._on_revoke)
         self.topic = topic
+        self.before_revoke: Callable[[], object] = lambda: None
+        """Set by the loop: settle batches in flight (their offsets get stored) before a revoke."""
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Commit what is stored before another member takes these partitions over.
+        # Settle what is in flight, then commit what is stored, before another member takes
+        # these partitions over (else it serves the unsettled batches again).
+        self.before_revoke()
         try:
             consumer.commit(asynchronous=False)
         except KafkaException as exc:
@@ -73,13 +77,23 @@ class RequestConsumer:
 
     def store(self, messages: Sequence[Message]) -> None:
         """Mark the batch done; the next auto-commit (or close/revoke) commits it."""
-        self._consumer.store_offsets(offsets=_next_offsets(messages, max))
+        try:
+            self._consumer.store_offsets(offsets=_next_offsets(messages, max))
+        except KafkaException as exc:
+            # A partition lost without a revoke (session timeout): its new owner serves the
+            # batch again, which at-least-once allows.
+            log.warning("offsets not stored", extra={"error": str(exc)})
 
     def rewind(self, messages: Sequence[Message]) -> None:
-        """Re-read the batch: its outcome did not become durable."""
+        """Re-read the batches: their outcome did not become durable."""
         for partition in _next_offsets(messages, min):
             partition.offset -= 1
-            self._consumer.seek(partition)
+            try:
+                self._consumer.seek(partition)
+            except KafkaException as exc:
+                # No longer ours: the new owner starts from the last committed offset, which is
+                # at or before these messages, so they are served again there.
+                log.warning("rewind skipped", extra={"partition": partition.partition, "error": str(exc)})
 
     def close(self) -> None:
         self._consumer.close()  # commits stored offsets and leaves the group

@@ -2,8 +2,9 @@
 
 One :class:`ModelWorker` per model (its own consumer group member and durable
 producer), each in its own thread; a process may host several models. The loop
-reads top to bottom: poll a batch, process it, make the outcome durable, then
-store the offsets (or rewind and retry).
+reads top to bottom: poll a batch, process it (replies and log records go to the
+producers), then store the offsets of every earlier batch whose outcome the broker
+has acknowledged, in order (or rewind and retry, see :mod:`workers.inflight`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from confluent_kafka import Message
 from confluent_kafka.admin import AdminClient
 
 from rtml.kafka import client_config, ensure_topics
@@ -24,6 +26,7 @@ from rtml.settings import Settings
 from workers import metrics
 from workers.cache import WorkerCache
 from workers.consume import RequestConsumer
+from workers.inflight import BatchTicket, InFlight
 from workers.outbox import DurableOutbox
 from workers.pipeline import Pipeline
 from workers.reply import ReplySender
@@ -33,6 +36,8 @@ log = logging.getLogger(__name__)
 
 DURABLE_TIMEOUT_S = 30.0
 REWIND_BACKOFF_S = 1.0
+SETTLE_POLL_S = 0.005
+"""While batches are in flight, an idle loop polls this often so their offsets get stored."""
 
 
 @dataclass(frozen=True)
@@ -58,35 +63,68 @@ class ModelWorker:
             client_id=f"{worker_id}-{model}",
         )
         self._pipeline = Pipeline(settings, self._runtimes, cache, self._outbox, self._replies, worker_id)
+        self._in_flight = InFlight(self._consumer.store, self._consumer.rewind)
+        self._consumer.before_revoke = self._drain
 
     def run(self, stop: threading.Event, limits: RunLimits = RunLimits()) -> int:
-        """Serve until ``stop`` is set or a limit is reached; returns messages consumed."""
+        """Serve until ``stop`` is set or a limit is reached; returns messages settled."""
         poll_s = self._settings.poll_timeout_ms / 1000
         delay_s = self._settings.max_batch_delay_ms / 1000
-        consumed, idle_since = 0, time.monotonic()
+        fetched, settled, idle_since = 0, 0, time.monotonic()
         try:
-            while not stop.is_set() and not _reached(limits.max_messages, consumed):
-                batch = self._consumer.next_batch(self._settings.max_batch_rows, poll_s, delay_s)
-                if not batch:
-                    if (
-                        limits.idle_timeout_s is not None
-                        and time.monotonic() - idle_since > limits.idle_timeout_s
-                    ):
-                        break
-                    continue
-                self._pipeline.process(batch)
-                self._replies.flush(DURABLE_TIMEOUT_S)
-                if self._outbox.confirm(DURABLE_TIMEOUT_S):
-                    self._consumer.store(batch)
-                    consumed += len(batch)
-                else:
+            while not stop.is_set() and not _reached(limits.max_messages, fetched):
+                timeout_s = SETTLE_POLL_S if self._in_flight else poll_s
+                batch = self._consumer.next_batch(self._settings.max_batch_rows, timeout_s, delay_s)
+                if batch:
+                    self._process(batch)
+                    fetched += len(batch)
+                    idle_since = time.monotonic()
+                done, ok = self._settle(wait=len(self._in_flight) > self._settings.max_batches_in_flight)
+                settled += done
+                if not ok:
                     metrics.REDELIVERIES.labels(self.model).inc()
-                    self._consumer.rewind(batch)
                     stop.wait(REWIND_BACKOFF_S)
-                idle_since = time.monotonic()
+                    idle_since = time.monotonic()
+                elif (
+                    not batch
+                    and not self._in_flight
+                    and limits.idle_timeout_s is not None
+                    and time.monotonic() - idle_since > limits.idle_timeout_s
+                ):
+                    break
+            settled += self._drain()
         finally:
             self.close()
-        return consumed
+        return settled
+
+    def _process(self, batch: list[Message]) -> None:
+        ticket = BatchTicket(batch)
+        self._outbox.track(ticket)
+        self._replies.track(ticket)
+        self._pipeline.process(batch)
+        self._in_flight.add(ticket)
+
+    def _settle(self, wait: bool) -> tuple[int, bool]:
+        """Serve delivery callbacks and store finished batches; with ``wait``, block until the
+        oldest batch is finished (bounds the batches in flight)."""
+        self._replies.poll()
+        self._outbox.poll()
+        settled, ok = self._in_flight.settle()
+        deadline = time.monotonic() + DURABLE_TIMEOUT_S
+        while ok and wait and self._in_flight and time.monotonic() < deadline:
+            self._outbox.poll(SETTLE_POLL_S)
+            self._replies.poll()
+            more, ok = self._in_flight.settle()
+            settled += more
+            wait = len(self._in_flight) > self._settings.max_batches_in_flight
+        return settled, ok
+
+    def _drain(self) -> int:
+        """Wait for every acknowledgement and store what succeeded (on stop and before a revoke)."""
+        self._replies.flush(DURABLE_TIMEOUT_S)
+        self._outbox.flush(DURABLE_TIMEOUT_S)
+        settled, _ok = self._in_flight.settle()
+        return settled
 
     def close(self) -> None:
         self._replies.close()
@@ -121,7 +159,7 @@ def run_worker_process(settings: Settings, models: list[str], limits: RunLimits 
     if settings.worker.metrics_port:
         from prometheus_client import start_http_server
 
-        start_http_server(settings.worker.metrics_port, addr=settings.gateway.host)
+        start_http_server(settings.worker.metrics_port, addr=settings.worker.metrics_host)
     cache = WorkerCache(settings.redis)
     stop = threading.Event()
     _install_signal_handlers(stop)

@@ -1,18 +1,20 @@
 """Durable output of a worker loop: the prediction log and dead letters.
 
-Idempotent producer with acks=all. :meth:`DurableOutbox.confirm` waits for every
-message sent since the last confirm and says whether all were acknowledged: the
-loop stores the batch's offsets only when it says yes (at-least-once).
+Idempotent producer with acks=all. Every message counts against the ticket of the
+batch being processed (:meth:`DurableOutbox.track`); the loop stores a batch's
+offsets only when its ticket says all were acknowledged (at-least-once, see
+:mod:`workers.inflight`).
 """
 
 from __future__ import annotations
 
 import logging
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Producer
 
 from rtml.kafka import client_config
 from rtml.settings import KafkaSettings
+from workers.inflight import BatchTicket
 
 log = logging.getLogger(__name__)
 
@@ -33,33 +35,30 @@ class DurableOutbox:
                 },
             )
         )
-        self._failures = 0
-        self._last_error: str | None = None
+        self._ticket = BatchTicket(())
 
-    def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
-        if error is not None:
-            self._failures += 1
-            self._last_error = error.str()
+    def track(self, ticket: BatchTicket) -> None:
+        """Count what is sent from now on against ``ticket`` (the batch being processed)."""
+        self._ticket = ticket
 
     def send(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        ticket = self._ticket
         while True:
             try:
-                self._producer.produce(topic, value, key, on_delivery=self._on_delivery)
-                return
+                self._producer.produce(topic, value, key, on_delivery=ticket.on_durable)
+                break
             except BufferError:
                 # Local queue full: serve deliveries to make room (bounded by message.timeout.ms).
                 self._producer.poll(0.05)
+        ticket.outstanding += 1
 
-    def confirm(self, timeout_s: float) -> bool:
-        remaining = self._producer.flush(timeout_s)
-        ok = remaining == 0 and self._failures == 0
-        if not ok:
-            log.error(
-                "durable write failed",
-                extra={"undelivered": remaining, "failed": self._failures, "error": self._last_error},
-            )
-        self._failures = 0
-        return ok
+    def poll(self, timeout_s: float = 0.0) -> None:
+        """Serve delivery callbacks."""
+        self._producer.poll(timeout_s)
+
+    def flush(self, timeout_s: float) -> int:
+        """Wait for every acknowledgement (serving callbacks); returns how many are still missing."""
+        return int(self._producer.flush(timeout_s))
 
     def close(self, timeout_s: float = 10.0) -> None:
         self._producer.flush(timeout_s)

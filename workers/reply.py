@@ -1,21 +1,23 @@
 """Replies to gateways: latency first.
 
 A reply is useful only while its gateway still waits, so this producer favours
-latency (acks=1, no linger). The loop waits for the batch's replies to be
-acknowledged before storing offsets (:meth:`ReplySender.flush`), but a reply that
-cannot be delivered (its gateway is gone) is counted and dropped rather than
-retried: the durable record of every prediction is the prediction log.
+latency (acks=1, no linger). A batch's offsets are stored only after its replies
+have been acknowledged too (they count against the batch's ticket, see
+:mod:`workers.inflight`), but a reply that cannot be delivered (its gateway is
+gone) is counted and dropped rather than retried: the durable record of every
+prediction is the prediction log.
 """
 
 from __future__ import annotations
 
 import logging
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Producer
 
 from rtml.kafka import client_config
 from rtml.settings import KafkaSettings
 from workers import metrics
+from workers.inflight import BatchTicket
 
 log = logging.getLogger(__name__)
 
@@ -35,30 +37,35 @@ class ReplySender:
                 },
             )
         )
+        self._ticket = BatchTicket(())
 
-    @staticmethod
-    def _on_delivery(error: KafkaError | None, message: Message) -> None:
-        if error is not None:
-            metrics.REPLY_ERRORS.inc()
-            log.debug("reply not delivered", extra={"topic": message.topic(), "error": error.str()})
+    def track(self, ticket: BatchTicket) -> None:
+        """Count what is sent from now on against ``ticket`` (the batch being processed)."""
+        self._ticket = ticket
 
     def send(self, topic: str, request_id: str, value: bytes) -> None:
+        ticket = self._ticket
         try:
-            self._producer.produce(topic, value, request_id.encode(), on_delivery=self._on_delivery)
+            self._producer.produce(topic, value, request_id.encode(), on_delivery=ticket.on_reply)
         except BufferError:
             metrics.REPLY_ERRORS.inc()
+            return
         except Exception as exc:  # e.g. KafkaException for a topic name librdkafka refuses
             metrics.REPLY_ERRORS.inc()
             log.warning("reply rejected", extra={"topic": topic, "error": str(exc)})
+            return
+        ticket.outstanding += 1
 
-    def poll(self) -> None:
-        self._producer.poll(0)
+    def poll(self, timeout_s: float = 0.0) -> None:
+        """Serve delivery callbacks."""
+        self._producer.poll(timeout_s)
 
-    def flush(self, timeout_s: float) -> None:
-        """Wait until this batch's replies are acknowledged (or failed and counted)."""
-        remaining = self._producer.flush(timeout_s)
+    def flush(self, timeout_s: float) -> int:
+        """Wait for every acknowledgement (serving callbacks); returns how many are still missing."""
+        remaining = int(self._producer.flush(timeout_s))
         if remaining:
             log.warning("replies still unacknowledged", extra={"count": remaining})
+        return remaining
 
     def close(self, timeout_s: float = 5.0) -> None:
         self._producer.flush(timeout_s)

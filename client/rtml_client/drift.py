@@ -80,11 +80,5 @@ def _feature(baseline: Matrix, current: Matrix, n_bins: int) -> dict[str, Any]:
 
 
 def quantile_edges(values: Matrix, n_bins: int = N_BINS) -> Matrix:
-    """Bin edges of a baseline column, as rtml model metadata (``FeatureBaseline``) builds them:
-    quantile edges, or one bin per value for columns with few distinct values."""
-    distinct = np.unique(values)
-    if distinct.size == 1:
-        return np.array([distinct[0] - 0.5, distinct[0] + 0.5])
-    if distinct.size <= n_bins:
-        return np.concatenate([distinct[:1], (distinct[:-1] + distinct[1:]) / 2, distinct[-1:]])
-    return np.unique(np.quantile(values, np.linspace(0, 1, n_bins + 1)))
+    """Bin edges of a baseline column, as rtml model metadata (``FeatureBaseline``) builds them."""
+    return stats.quantile_bin_edges(values, n_bins)

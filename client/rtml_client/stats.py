@@ -101,6 +101,25 @@ class TestResult:
 
 # -- binning and totals --------------------------------------------------------
 
+DEFAULT_BINS = 10
+
+
+def quantile_bin_edges(values: ArrayLike, n_bins: int = DEFAULT_BINS) -> FloatArray:
+    """Bin edges of a baseline column, the one rule model metadata, the drift detector and
+    ``detect_drift`` share: quantile edges, or one bin per value when a column has at most
+    ``n_bins`` distinct values (so a categorical-looking column never collapses into one bin).
+    NaNs are ignored; the column must hold at least one number."""
+    x = np.asarray(values, dtype=np.float64)
+    distinct = np.unique(x[~np.isnan(x)])
+    if distinct.size == 0:
+        raise ValueError("cannot bin a column with no numeric values")
+    if distinct.size == 1:
+        return np.array([distinct[0] - 0.5, distinct[0] + 0.5])
+    if distinct.size <= n_bins:
+        return np.concatenate([distinct[:1], (distinct[:-1] + distinct[1:]) / 2, distinct[-1:]])
+    edges: FloatArray = np.unique(np.quantile(x[~np.isnan(x)], np.linspace(0, 1, n_bins + 1)))
+    return edges
+
 
 def bin_index(values: ArrayLike, bin_edges: ArrayLike) -> IntArray:
     """Bin of each value (outer bins open-ended); -1 for NaN."""

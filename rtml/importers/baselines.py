@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+from rtml_client.stats import quantile_bin_edges
 
 from rtml.importers.model import Outputs
 from schemas.model_metadata import Baseline, FeatureBaseline, OutputBaseline
@@ -85,10 +86,5 @@ def feature_baseline(values: np.ndarray, n_bins: int = N_BINS) -> FeatureBaselin
 
 
 def bin_edges(present: np.ndarray, n_bins: int = N_BINS) -> np.ndarray:
-    """Quantile edges; one bin per value for columns with few distinct values."""
-    distinct = np.unique(present)
-    if distinct.size == 1:
-        return np.array([distinct[0] - 0.5, distinct[0] + 0.5])
-    if distinct.size <= n_bins:
-        return np.concatenate([distinct[:1], (distinct[:-1] + distinct[1:]) / 2, distinct[-1:]])
-    return np.unique(np.quantile(present, np.linspace(0, 1, n_bins + 1)))
+    """Quantile edges; one bin per value for columns with few distinct values (the shared rule)."""
+    return quantile_bin_edges(present, n_bins)
