@@ -40,7 +40,7 @@ class ReplyRouter:
                 "group.id": f"rtml.gateway.{instance_id}",
                 "client.id": f"{instance_id}-replies",
                 "enable.auto.commit": False,
-                "fetch.wait.max.ms": 5,
+                "fetch.wait.max.ms": kafka.fetch_wait_max_ms,
                 "error_cb": lambda error: log.warning("reply consumer error", extra={"error": error.str()}),
             },
         )

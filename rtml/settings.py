@@ -45,6 +45,10 @@ class KafkaSettings(BaseModel):
     """Partitions of each request topic: the upper bound on workers per model."""
     log_partitions: int = Field(default=4, ge=1)
     """Partitions of the prediction-log and dead-letter topics."""
+    fetch_wait_max_ms: int = Field(default=5, ge=0, le=10000)
+    """fetch.wait.max.ms of the request and reply consumers: how long the broker may hold an
+    empty fetch. The broker answers a held fetch as soon as data arrives, so this bounds idle
+    fetch traffic, not latency (see bench/RESULTS.md)."""
     replication_factor: int = Field(default=1, ge=1)
     """Replication factor for topics rtml creates."""
     security: dict[str, str] = Field(default_factory=dict)
@@ -117,6 +121,9 @@ class WorkerSettings(BaseModel):
     """Address of a worker's Prometheus endpoint (0.0.0.0 in containers, for the scraper)."""
     metrics_port: int = Field(default=0, ge=0, le=65535)
     """Prometheus port of a worker process (0: no HTTP metrics endpoint)."""
+    malloc_arenas: int = Field(default=2, ge=0)
+    """glibc malloc arenas of a worker process (0: glibc's default of 8 per core); fewer arenas
+    keep RSS flat under load (rtml/memory.py)."""
     ort_threads: int = Field(default=1, ge=1)
     """ONNX Runtime intra-op threads per session (workers scale by process)."""
 

@@ -28,7 +28,7 @@ class RequestConsumer:
                 "auto.commit.interval.ms": 1000,
                 "auto.offset.reset": "earliest",
                 # Requests are latency-critical: do not let the broker hold a fetch for long.
-                "fetch.wait.max.ms": 5,
+                "fetch.wait.max.ms": kafka.fetch_wait_max_ms,
                 # Prefetch is for batching, not for hoarding: librdkafka's default (64 MB per
                 # consumer) only inflates RSS; 8 MB holds thousands of requests.
                 "queued.max.messages.kbytes": 8192,

@@ -21,6 +21,7 @@ from confluent_kafka import Message
 from confluent_kafka.admin import AdminClient
 
 from rtml.kafka import client_config, ensure_topics
+from rtml.memory import limit_malloc_arenas
 from rtml.registry import ModelRegistry
 from rtml.settings import Settings
 from workers import metrics
@@ -152,6 +153,7 @@ def ensure_request_topics(settings: Settings, models: list[str]) -> None:
 
 def run_worker_process(settings: Settings, models: list[str], limits: RunLimits = RunLimits()) -> None:
     """Serve ``models`` (names, or ["all"]) until SIGTERM/SIGINT or the limits; one thread per model."""
+    limit_malloc_arenas(settings.worker.malloc_arenas)  # before any thread starts
     if models == ["all"]:
         models = ModelRegistry(settings.registry.root).list_models()
     worker_id = f"{socket.gethostname()}-{os.getpid()}"

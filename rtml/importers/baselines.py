@@ -87,4 +87,5 @@ def feature_baseline(values: np.ndarray, n_bins: int = N_BINS) -> FeatureBaselin
 
 def bin_edges(present: np.ndarray, n_bins: int = N_BINS) -> np.ndarray:
     """Quantile edges; one bin per value for columns with few distinct values (the shared rule)."""
-    return quantile_bin_edges(present, n_bins)
+    edges: np.ndarray = quantile_bin_edges(present, n_bins)
+    return edges
