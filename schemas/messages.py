@@ -128,7 +128,14 @@ class DeadLetterRecord(_Message):
     key: str | None
     """Original key, base64-encoded."""
     value: str
-    """Original value bytes, base64-encoded, so the message can be replayed."""
+    """Original value bytes, base64-encoded, so the message can be replayed (the first 512 KiB
+    of a larger value: see value_truncated)."""
+    value_bytes: int | None = None
+    """Size of the original value in bytes."""
+    value_truncated: bool = False
+    """True when ``value`` holds only the first bytes of a larger original."""
+    value_sha256: str | None = None
+    """SHA-256 (hex) of the whole original value."""
     request_id: str | None = None
     failed_at_ms: int
     worker: str

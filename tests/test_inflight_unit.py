@@ -102,3 +102,22 @@ def test_an_undeliverable_reply_does_not_fail_the_batch() -> None:
     deliver(made)
     assert in_flight.settle() == (1, True)
     assert recorder.rewound == []
+
+
+def test_inside_a_revoke_a_failed_head_stays_queued_and_nothing_after_it_is_stored() -> None:
+    recorder = Recorder()
+    in_flight = InFlight(recorder.store, recorder.rewind)  # type: ignore[arg-type]
+    stored_first, failing, later = ticket((0, 1)), ticket((0, 2)), ticket((0, 3))
+    for made in (stored_first, failing, later):
+        in_flight.add(made)
+        deliver(made, failed=made is failing)
+        deliver(made)
+    # The revoke drain: store the good prefix, neither rewind nor drop the failure.
+    assert in_flight.settle(rewind=False) == (1, False)
+    assert recorder.stored == [[(0, 1)]] and recorder.rewound == [] and len(in_flight) == 2
+    # The loop then adds the batch it was collecting and rewinds everything unsettled, that one too.
+    current = ticket((0, 4))
+    in_flight.add(current)
+    assert in_flight.settle() == (0, False)
+    assert recorder.rewound == [[(0, 2), (0, 3), (0, 4)]]
+    assert recorder.stored == [[(0, 1)]]

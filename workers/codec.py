@@ -9,6 +9,7 @@ round-trip tests check them against the schema models.
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -136,9 +137,17 @@ def encode_error_reply(request: PredictRequest, error: RtmlError | Rejected) -> 
     )
 
 
+DEAD_LETTER_VALUE_LIMIT = 512 * 1024
+"""Original bytes kept in a dead letter. Base64 grows them by 4/3: a whole 1 MB request would
+not fit the broker's 1 MB message limit, and a dead letter that cannot be written would block
+its partition. Larger values keep their first bytes, their size and their SHA-256."""
+
+
 def encode_dead_letter(rejected: Rejected, worker: str, now_ms: int) -> bytes:
     message = rejected.message
     key = message.key()
+    value = message.value() or b""
+    kept = value[:DEAD_LETTER_VALUE_LIMIT]
     return orjson.dumps(
         {
             "schema_version": SCHEMA_VERSION,
@@ -148,7 +157,10 @@ def encode_dead_letter(rejected: Rejected, worker: str, now_ms: int) -> bytes:
             "partition": message.partition(),
             "offset": message.offset(),
             "key": base64.b64encode(key).decode() if key is not None else None,
-            "value": base64.b64encode(message.value() or b"").decode(),
+            "value": base64.b64encode(kept).decode(),
+            "value_bytes": len(value),
+            "value_truncated": len(kept) < len(value),
+            "value_sha256": hashlib.sha256(value).hexdigest(),
             "request_id": rejected.request.request_id if rejected.request else None,
             "failed_at_ms": now_ms,
             "worker": worker,

@@ -79,23 +79,29 @@ class InFlight:
     def add(self, ticket: BatchTicket) -> None:
         self._tickets.append(ticket)
 
-    def settle(self) -> tuple[int, bool]:
+    def settle(self, rewind: bool = True) -> tuple[int, bool]:
         """Store the offsets of finished batches from the head.
 
-        Returns (messages settled, False if a durable write failed and the consumer was
-        rewound to the oldest unsettled batch)."""
+        Returns (messages settled, False if the head batch's durable write failed). With
+        ``rewind`` the consumer is then rewound to the oldest unsettled batch and the tickets
+        dropped. Without it (inside a revoke, or on shutdown) the failed head stays queued and
+        nothing after it is stored: the loop may still hold messages that a seek from here
+        would not cover, so it rewinds on its next settle (or the next owner re-reads)."""
         settled = 0
         while self._tickets and self._tickets[0].done:
-            head = self._tickets.popleft()
+            head = self._tickets[0]
             if not head.ok:
-                self._fail(head)
+                if rewind:
+                    self._fail()
                 return settled, False
+            self._tickets.popleft()
             self._store(head.messages)
             settled += len(head.messages)
         return settled, True
 
-    def _fail(self, head: BatchTicket) -> None:
-        unsettled = [message for ticket in (head, *self._tickets) for message in ticket.messages]
+    def _fail(self) -> None:
+        head = self._tickets[0]
+        unsettled = [message for ticket in self._tickets for message in ticket.messages]
         log.error(
             "durable write failed; consuming the unsettled batches again",
             extra={"failed": head.failures, "error": head.last_error, "messages": len(unsettled)},

@@ -36,6 +36,8 @@ from workers.runtime import RuntimeTable
 log = logging.getLogger(__name__)
 
 DURABLE_TIMEOUT_S = 30.0
+DRAIN_TIMEOUT_S = 35.0
+"""A little over the producers' message.timeout.ms (30 s), so every delivery report is in."""
 REWIND_BACKOFF_S = 1.0
 SETTLE_POLL_S = 0.005
 """While batches are in flight, an idle loop polls this often so their offsets get stored."""
@@ -121,10 +123,12 @@ class ModelWorker:
         return settled, ok
 
     def _drain(self) -> int:
-        """Wait for every acknowledgement and store what succeeded (on stop and before a revoke)."""
-        self._replies.flush(DURABLE_TIMEOUT_S)
-        self._outbox.flush(DURABLE_TIMEOUT_S)
-        settled, _ok = self._in_flight.settle()
+        """Wait for every acknowledgement and store what succeeded, in order (on stop and before
+        a revoke). A failed batch is not rewound here (see :meth:`InFlight.settle`); nothing
+        after it is stored, so its partitions' next reader serves it again."""
+        self._replies.flush(DRAIN_TIMEOUT_S)
+        self._outbox.flush(DRAIN_TIMEOUT_S)
+        settled, _ok = self._in_flight.settle(rewind=False)
         return settled
 
     def close(self) -> None:
@@ -166,9 +170,20 @@ def run_worker_process(settings: Settings, models: list[str], limits: RunLimits 
     stop = threading.Event()
     _install_signal_handlers(stop)
     workers = [ModelWorker(settings, model, cache, worker_id) for model in models]
+    failed: list[str] = []
+
+    def serve(worker: ModelWorker) -> None:
+        try:
+            worker.run(stop, limits)
+        except BaseException:
+            # A model thread that dies must not leave a process that looks alive but serves
+            # nothing: stop every model and exit non-zero so the supervisor restarts us.
+            log.exception("model worker crashed; stopping the process", extra={"model": worker.model})
+            failed.append(worker.model)
+            stop.set()
+
     threads = [
-        threading.Thread(target=worker.run, args=(stop, limits), name=f"worker-{worker.model}")
-        for worker in workers
+        threading.Thread(target=serve, args=(worker,), name=f"worker-{worker.model}") for worker in workers
     ]
     for thread in threads:
         thread.start()
@@ -177,6 +192,8 @@ def run_worker_process(settings: Settings, models: list[str], limits: RunLimits 
         while thread.is_alive():
             thread.join(timeout=0.5)
     cache.close()
+    if failed:
+        raise SystemExit(f"worker {worker_id}: model thread(s) crashed: {', '.join(failed)}")
     log.info("worker stopped", extra={"worker": worker_id})
 
 

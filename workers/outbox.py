@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 
 from rtml.kafka import client_config
 from rtml.settings import KafkaSettings
@@ -50,6 +50,12 @@ class DurableOutbox:
             except BufferError:
                 # Local queue full: serve deliveries to make room (bounded by message.timeout.ms).
                 self._producer.poll(0.05)
+            except KafkaException as exc:
+                # Refused before it was queued (e.g. a fatal producer error): the batch's outcome
+                # is not durable, so its offsets must not be stored; the loop rewinds and retries.
+                ticket.failures += 1
+                ticket.last_error = str(exc)
+                return
         ticket.outstanding += 1
 
     def poll(self, timeout_s: float = 0.0) -> None:
