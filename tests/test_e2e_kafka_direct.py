@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
+from typing import Any
 
 import orjson
 import pytest
@@ -26,6 +27,32 @@ def direct_request(request_id: str, features: list[list[float]], **extra: object
             **extra,
         }
     )
+
+
+def poison_then_good(stack: RunningStack, poison: bytes, good_id: str) -> dict[str, Any]:
+    """Produce ``poison`` and a good request right behind it (same key -> same partition); return
+    the poison's dead letter once it is there and check that the good one was served."""
+    poison_key = uuid.uuid4().hex.encode()
+    produce(
+        stack.bootstrap,
+        stack.request_topic("fraud_detector"),
+        [poison, direct_request(good_id, [[0.5] * 30])],
+        key=poison_key,
+    )
+    dead = read_topic(
+        stack.bootstrap,
+        stack.namespace.dlq_topic,
+        lambda rs: any(base64.b64decode(r["key"] or "") == poison_key for r in rs),
+    )
+    served = read_topic(
+        stack.bootstrap,
+        stack.namespace.predictions_topic,
+        lambda rs: any(r["request_id"] == good_id for r in rs),
+    )
+    assert any(r["request_id"] == good_id for r in served), "the message behind the poison was not served"
+    letters = [r for r in dead if base64.b64decode(r["key"] or "") == poison_key]
+    assert letters, "no dead letter for the poison message"
+    return letters[0]
 
 
 def test_direct_producer_prediction_reaches_the_log(stack: RunningStack) -> None:
@@ -61,52 +88,22 @@ def test_direct_producer_prediction_reaches_the_log(stack: RunningStack) -> None
 def test_poison_message_goes_to_dlq_and_next_message_is_served(
     stack: RunningStack, poison: bytes, reason: str
 ) -> None:
-    good_id = f"after-{uuid.uuid4().hex[:8]}"
-    poison_key = uuid.uuid4().hex.encode()
-    topic = stack.request_topic("fraud_detector")
-    # Same key -> same partition: the good message sits right behind the poison one.
-    produce(stack.bootstrap, topic, [poison, direct_request(good_id, [[0.5] * 30])], key=poison_key)
-    dead = read_topic(
-        stack.bootstrap,
-        stack.namespace.dlq_topic,
-        lambda rs: any(base64.b64decode(r["key"] or "") == poison_key for r in rs),
-    )
-    record = next(r for r in dead if base64.b64decode(r["key"] or "") == poison_key)
+    record = poison_then_good(stack, poison, f"after-{uuid.uuid4().hex[:8]}")
     DeadLetterRecord.model_validate(record)
     assert record["reason"] == reason, record["message"]
     assert base64.b64decode(record["value"]) == poison
-    assert record["topic"] == topic and record["offset"] >= 0 and record["message"]
-    served = read_topic(
-        stack.bootstrap,
-        stack.namespace.predictions_topic,
-        lambda rs: any(r["request_id"] == good_id for r in rs),
-    )
-    assert any(r["request_id"] == good_id for r in served)
+    assert record["topic"] == stack.request_topic("fraud_detector")
+    assert record["offset"] >= 0 and record["message"]
 
 
 def test_oversized_poison_is_dead_lettered_truncated_and_the_partition_moves_on(stack: RunningStack) -> None:
     """A 900 KB undecodable request: its base64 (1.2 MB) would exceed the 1 MB message limit and
     block the partition; the dead letter keeps the first 512 KiB, the size and the hash."""
     poison = b"\xff" + uuid.uuid4().bytes * (900_000 // 16)
-    good_id = f"after-big-{uuid.uuid4().hex[:8]}"
-    poison_key = uuid.uuid4().hex.encode()
-    topic = stack.request_topic("fraud_detector")
-    produce(stack.bootstrap, topic, [poison, direct_request(good_id, [[0.5] * 30])], key=poison_key)
-    dead = read_topic(
-        stack.bootstrap,
-        stack.namespace.dlq_topic,
-        lambda rs: any(base64.b64decode(r["key"] or "") == poison_key for r in rs),
-    )
     record = DeadLetterRecord.model_validate(
-        next(r for r in dead if base64.b64decode(r["key"] or "") == poison_key)
+        poison_then_good(stack, poison, f"after-big-{uuid.uuid4().hex[:8]}")
     )
     assert record.reason == "undecodable"
     assert record.value_truncated and record.value_bytes == len(poison)
     assert base64.b64decode(record.value) == poison[: 512 * 1024]
     assert record.value_sha256 == hashlib.sha256(poison).hexdigest()
-    served = read_topic(
-        stack.bootstrap,
-        stack.namespace.predictions_topic,
-        lambda rs: any(r["request_id"] == good_id for r in rs),
-    )
-    assert any(r["request_id"] == good_id for r in served)
