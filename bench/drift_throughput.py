@@ -29,13 +29,14 @@ from typing import Any
 
 import numpy as np
 import orjson
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from drift.config import Catalog
 from drift.evaluate import threshold_of
 from drift.simulate import Phase, Replay, timeline
 from drift.synthetic import synthetic_model
+from rtml.kafka import committed_lag as kafka_lag
 from rtml.kafka import ensure_topics
 from rtml.registry import ModelRegistry
 from rtml.settings import DriftSettings
@@ -110,19 +111,8 @@ def _env(bootstrap: str, registry: Path, state: Path, tag: str) -> dict[str, str
 
 
 def committed_lag(bootstrap: str, group: str, topic: str) -> int:
-    """Records of ``topic`` not yet committed by ``group``."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-        lag = 0
-        for tp in committed:
-            _low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            lag += high - max(tp.offset, 0)
-        return lag
-    finally:
-        consumer.close()
+    """Messages in ``topic`` not yet committed by ``group`` (all partitions)."""
+    return kafka_lag({"bootstrap.servers": bootstrap}, group, topic)
 
 
 def _wait_drained(bootstrap: str, group: str, topic: str, timeout_s: float) -> tuple[float | None, float]:

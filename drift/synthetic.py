@@ -13,13 +13,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from rtml_client.stats import FloatArray, histogram, quantile_bin_edges
+from rtml_client.stats import FloatArray
 
 from drift.simulate import Traffic
-from schemas.model_metadata import Baseline, FeatureBaseline, ModelMetadata, OutputBaseline
+from rtml.importers.baselines import feature_baseline
+from schemas.model_metadata import Baseline, ModelMetadata, OutputBaseline
 
 FEATURES = ("amount", "score", "age", "visits", "flag")
-N_BINS = 10
 
 
 def draw_features(n: int, rng: np.random.Generator) -> FloatArray:
@@ -46,23 +46,6 @@ def classify(rows: FloatArray) -> tuple[list[Any], list[float | None]]:
 
 def regress(rows: FloatArray) -> tuple[list[Any], list[float | None]]:
     return (10 * _logit(rows)).tolist(), [None] * len(rows)
-
-
-def feature_baseline(values: FloatArray, n_bins: int = N_BINS) -> FeatureBaseline:
-    """Quantile bins (one per value for columns with few distinct values), as rtml's trainers build them."""
-    present = values[~np.isnan(values)]
-    edges = quantile_bin_edges(present, n_bins)
-    counts = histogram(present, edges)
-    return FeatureBaseline(
-        count=int(present.size),
-        mean=float(present.mean()),
-        std=float(present.std()),
-        min=float(present.min()),
-        max=float(present.max()),
-        bin_edges=edges.tolist(),
-        bin_proportions=(counts / present.size).tolist(),
-        missing_rate=1 - present.size / values.size,
-    )
 
 
 def synthetic_model(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -155,3 +155,20 @@ def delete_topics(admin: AdminClient, names: list[str], timeout_s: float = 10.0)
             future.result(timeout=timeout_s)
         except KafkaException as exc:
             log.warning("could not delete topic", extra={"topic": name, "error": str(exc)})
+
+
+def committed_lag(config: dict[str, Any], group: str, topic: str, timeout_s: float = 10.0) -> int:
+    """Messages of ``topic`` (all partitions) not yet committed by consumer ``group``: what an
+    autoscaler or a drain check watches. ``config`` holds bootstrap.servers (and security)."""
+    admin = AdminClient(config)
+    partitions = admin.list_topics(topic, timeout=timeout_s).topics[topic].partitions
+    consumer = Consumer({**config, "group.id": group, "enable.auto.commit": False})
+    try:
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=timeout_s)
+        lag = 0
+        for partition in committed:
+            _low, high = consumer.get_watermark_offsets(partition, timeout=timeout_s)
+            lag += high - max(partition.offset, 0)  # no commit yet: everything is lag
+        return int(lag)
+    finally:
+        consumer.close()

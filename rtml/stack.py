@@ -90,6 +90,17 @@ class Stack:
         self.children.clear()
 
 
+def _fails(request: urllib.request.Request, timeout_s: float) -> str | None:
+    """None if ``request`` is answered 200, else why not."""
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - loopback
+            return None if response.status == 200 else f"HTTP {response.status}"
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}: {exc.read()[:300]!r}"
+    except OSError as exc:
+        return str(exc)
+
+
 def wait_http_ok(url: str, timeout_s: float, child: Child | None = None) -> None:
     """Poll ``url`` until it answers 200; fail early if ``child`` dies."""
     deadline = time.monotonic() + timeout_s
@@ -97,14 +108,10 @@ def wait_http_ok(url: str, timeout_s: float, child: Child | None = None) -> None
     while time.monotonic() < deadline:
         if child is not None and not child.alive:
             raise RuntimeError(f"{child.name} exited with {child.process.returncode}:\n{child.log_tail()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own loopback URL
-                if response.status == 200:
-                    return
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}: {exc.read()[:300]!r}"
-        except OSError as exc:
-            last = str(exc)
+        failure = _fails(urllib.request.Request(url), timeout_s=2)  # noqa: S310 - our own loopback URL
+        if failure is None:
+            return
+        last = failure
         time.sleep(0.2)
     tail = f"\n{child.log_tail()}" if child is not None else ""
     raise TimeoutError(f"{url} not ready after {timeout_s:.0f}s ({last}){tail}")
@@ -129,13 +136,9 @@ def wait_prediction_ok(base_url: str, timeout_s: float, children: list[Child]) -
         request = urllib.request.Request(  # noqa: S310 - our own loopback URL
             f"{base_url}/api/v1/predict", data=body, headers={"Content-Type": "application/json"}
         )
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - our own loopback URL
-                if response.status == 200:
-                    return
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}: {exc.read()[:300]!r}"
-        except OSError as exc:
-            last = str(exc)
+        failure = _fails(request, timeout_s=5)
+        if failure is None:
+            return
+        last = failure
         time.sleep(0.5)
     raise TimeoutError(f"no prediction answered after {timeout_s:.0f}s ({last})")

@@ -9,8 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, Producer
+
+from rtml.kafka import committed_lag as kafka_lag
 
 
 def produce(bootstrap: str, topic: str, values: list[bytes], key: bytes | None = None) -> None:
@@ -51,16 +52,4 @@ def read_topic(
 
 def committed_lag(bootstrap: str, group: str, topic: str) -> int:
     """Messages in ``topic`` not yet committed by ``group`` (all partitions)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-        lag = 0
-        for partition in committed:
-            _low, high = consumer.get_watermark_offsets(partition, timeout=10)
-            done = partition.offset if partition.offset >= 0 else 0
-            lag += high - done
-        return lag
-    finally:
-        consumer.close()
+    return kafka_lag({"bootstrap.servers": bootstrap}, group, topic)

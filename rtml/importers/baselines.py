@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-from rtml_client.stats import quantile_bin_edges
+from rtml_client.stats import histogram, quantile_bin_edges
 
 from rtml.importers.model import Outputs
 from schemas.model_metadata import Baseline, FeatureBaseline, OutputBaseline
@@ -72,7 +72,7 @@ def feature_baseline(values: np.ndarray, n_bins: int = N_BINS) -> FeatureBaselin
     if present.size == 0:
         raise ValueError("cannot build a baseline from a column with no values")
     edges = bin_edges(present, n_bins)
-    counts = np.bincount(np.searchsorted(edges[1:-1], present, side="right"), minlength=len(edges) - 1)
+    counts = histogram(present, edges)
     return FeatureBaseline(
         count=int(present.size),
         mean=float(present.mean()),
