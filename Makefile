@@ -43,8 +43,8 @@ run: setup ## start Kafka, Redis, demo models, two workers and the gateway; Ctrl
 test: setup-dev lint typecheck schemas ## the whole test suite against real Kafka and Redis
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-unit: setup-dev ## only the tests that need no Kafka/Redis
-	$(BIN)/pytest -m "not stack" $(PYTEST_ARGS)
+unit: setup-dev ## tests/unit only: no sockets, no subprocesses, under a minute
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 lint: setup-dev ## ruff
 	$(BIN)/ruff check .

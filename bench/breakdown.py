@@ -36,8 +36,8 @@ from confluent_kafka.admin import AdminClient
 
 from bench.services import Infra, RtmlStack, ensure_models, start_stack
 from gateway.replies import ReplyRouter
-from rtml.kafka import PolledProducer, client_config, ensure_topics
-from rtml.settings import PROJECT_ROOT, KafkaSettings, Settings, load_settings
+from runtime.kafka import PolledProducer, client_config, ensure_topics
+from runtime.settings import PROJECT_ROOT, KafkaSettings, Settings, load_settings
 
 MODEL = "iris_classifier"
 OUT_DIR = PROJECT_ROOT / "bench" / "out"

@@ -36,11 +36,11 @@ from drift.config import Catalog
 from drift.evaluate import threshold_of
 from drift.simulate import Phase, Replay, timeline
 from drift.synthetic import synthetic_model
-from rtml.kafka import committed_lag as kafka_lag
-from rtml.kafka import ensure_topics
-from rtml.registry import ModelRegistry
-from rtml.settings import DriftSettings
 from rtml.stack import Stack
+from runtime.kafka import committed_lag as kafka_lag
+from runtime.kafka import ensure_topics
+from runtime.registry import ModelRegistry
+from runtime.settings import DriftSettings
 from schemas.model_metadata import ModelMetadata
 
 PARTITIONS = 4
@@ -248,7 +248,7 @@ _never = _Never()
 def main() -> None:
     import os
 
-    from rtml.settings import PROJECT_ROOT
+    from runtime.settings import PROJECT_ROOT
 
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     out = PROJECT_ROOT / "bench" / "out"

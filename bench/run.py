@@ -36,9 +36,9 @@ from bench.observe import Snapshot, memory_mb
 from bench.services import Infra, RtmlStack, ensure_models, start_baseline, start_stack
 from bench.wrk import ensure_wrk, wrk_version
 from rtml import infra
-from rtml.registry import ModelRegistry
-from rtml.settings import PROJECT_ROOT, Settings, load_settings
 from rtml.stack import Child
+from runtime.registry import ModelRegistry
+from runtime.settings import PROJECT_ROOT, Settings, load_settings
 
 HTTP_MODEL = "iris_classifier"
 DIRECT_MODELS = ["iris_classifier", "fraud_detector"]

@@ -25,9 +25,9 @@ from confluent_kafka.admin import AdminClient
 from rtml import infra
 from rtml.infra import kafka as local_kafka
 from rtml.infra import redis as local_redis
-from rtml.registry import ModelRegistry
-from rtml.settings import PROJECT_ROOT, Settings
 from rtml.stack import Child, Stack, wait_http_ok
+from runtime.registry import ModelRegistry
+from runtime.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def ensure_models(settings: Settings, models: list[str]) -> ModelRegistry:
     registry = ModelRegistry(settings.registry.root)
     missing = [m for m in models if m not in registry.list_models()]
     if missing:
-        from rtml.demo_models import train_demo_models
+        from importers.demo_models import train_demo_models
 
         print(f"training demo models (missing: {', '.join(missing)}) ...", flush=True)
         train_demo_models(registry)

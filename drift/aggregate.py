@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 import orjson
-from rtml_client.stats import FloatArray, IntArray
 
 from drift.config import Catalog, Plan
 from drift.layout import Layout
 from drift.totals import Totals
+from rtml_client.stats import FloatArray, IntArray
 
 StepKey = tuple[str, str, int]
 """(model, version, step start in Unix ms)."""

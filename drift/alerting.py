@@ -24,7 +24,7 @@ from typing import Any
 
 from drift.config import Plan
 from drift.evaluate import Observation, WindowReport, threshold_of
-from rtml.settings import DriftThreshold
+from runtime.settings import DriftThreshold
 from schemas.drift import AlertStatus, BaselineReference, DriftAlert, Severity
 
 _RANK: dict[str | None, int] = {None: 0, "warning": 1, "critical": 2}

@@ -34,11 +34,12 @@ from drift import metrics
 from drift.config import Catalog, DriftConfigError
 from drift.detector import Detector, Outcome, Partial
 from drift.ingest import Batch, LogReader
-from drift.state import StatePublisher, version_state
+from drift.state import version_state
 from drift.totals import TotalsMismatch
-from rtml.kafka import client_config, ensure_topics
-from rtml.registry import ModelRegistry
-from rtml.settings import Settings
+from runtime.drift_state import StatePublisher
+from runtime.kafka import client_config, ensure_topics
+from runtime.registry import ModelRegistry
+from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from drift.layout import Layout, layout_for
-from rtml.settings import DriftModelSettings, DriftSettings, DriftThresholds
+from runtime.settings import DriftModelSettings, DriftSettings, DriftThresholds
 from schemas.model_metadata import ModelMetadata
 
 SkipReason = Literal["unknown_model", "no_baseline", "disabled"]

@@ -19,12 +19,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
-from rtml_client import stats
 
 from drift.config import Plan
 from drift.layout import CategoricalSubject, NumericSubject, SubjectKind
 from drift.totals import Totals
-from rtml.settings import DriftThreshold
+from rtml_client import stats
+from runtime.settings import DriftThreshold
 from schemas.drift import Statistic
 
 

@@ -27,8 +27,8 @@ from drift.aggregate import BadRecord, Collector, StepKey
 from drift.config import Catalog
 from drift.detector import Partial
 from drift.totals import Totals
-from rtml.kafka import BrokerHealth, client_config
-from rtml.settings import Settings
+from runtime.kafka import BrokerHealth, client_config
+from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from rtml_client.stats import FloatArray
 
+from rtml_client.stats import FloatArray
 from schemas.model_metadata import FeatureBaseline, ModelMetadata
 
 SubjectKind = Literal["feature", "output"]

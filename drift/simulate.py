@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 import orjson
-from rtml_client.stats import FloatArray
 
 from drift.aggregate import Collector
 from drift.config import Catalog
 from drift.detector import Detector
 from drift.evaluate import WindowReport
 from drift.ingest import to_partials
+from rtml_client.stats import FloatArray
 from schemas.drift import DriftAlert
 from schemas.model_metadata import ModelMetadata
 
@@ -53,7 +53,7 @@ def onnx_predictor(model_path: Path, meta: ModelMetadata) -> Predictor:
 
 def demo_pool(name: str) -> FloatArray:
     """Every row of a demo model's dataset (needs the `train` extra: scikit-learn)."""
-    from rtml.demo_models import DEMOS
+    from importers.demo_models import DEMOS
 
     return np.asarray(DEMOS[name].make_data().X, dtype=np.float64)
 

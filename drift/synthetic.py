@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from rtml_client.stats import FloatArray
 
 from drift.simulate import Traffic
-from rtml.importers.baselines import feature_baseline
+from importers.baselines import feature_baseline
+from rtml_client.stats import FloatArray
 from schemas.model_metadata import Baseline, ModelMetadata, OutputBaseline
 
 FEATURES = ("amount", "score", "age", "visits", "flag")

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 import orjson
-from rtml_client.stats import FloatArray, IntArray
 
 from drift.layout import Layout
+from rtml_client.stats import FloatArray, IntArray
 
 _INT_FIELDS = ("bins", "present", "missing", "below", "above", "classes")
 _FLOAT_FIELDS = ("sums", "sums_sq")

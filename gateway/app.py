@@ -22,11 +22,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import metrics
-from gateway.runtime import GatewayRuntime
+from gateway.lifecycle import GatewayRuntime
 from gateway.service import Prediction
 from gateway.v2 import v2_router
-from rtml.errors import BadRequest, InvalidInput, PayloadTooLarge, RtmlError
-from rtml.settings import Settings
+from runtime.errors import BadRequest, InvalidInput, PayloadTooLarge, RtmlError
+from runtime.settings import Settings
 
 
 def json_response(payload: Any, status: int = 200) -> Response:

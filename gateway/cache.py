@@ -8,8 +8,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway import metrics
-from rtml.breaker import OutageBreaker
-from rtml.settings import RedisSettings
+from runtime.breaker import OutageBreaker
+from runtime.settings import RedisSettings
 
 log = logging.getLogger(__name__)
 

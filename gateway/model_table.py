@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from rtml.errors import ModelNotFound
+from runtime.errors import ModelNotFound
 from schemas.model_metadata import ModelMetadata
 
 

@@ -21,9 +21,9 @@ import time
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from gateway import metrics
-from rtml.errors import Unavailable
-from rtml.kafka import client_config
-from rtml.settings import KafkaSettings
+from runtime.errors import Unavailable
+from runtime.kafka import client_config
+from runtime.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,11 @@ from gateway import metrics
 from gateway.cache import GatewayCache
 from gateway.model_table import ModelTable
 from gateway.replies import ReplyRouter
-from rtml.cache_keys import cache_key, decode_value
-from rtml.errors import DeadlineExceeded, InvalidInput, RtmlError, Unavailable, from_code
-from rtml.features import check_row, check_rows
-from rtml.kafka import PolledProducer
-from rtml.settings import Settings
+from runtime.cache_keys import cache_key, decode_value
+from runtime.errors import DeadlineExceeded, InvalidInput, RtmlError, Unavailable, from_code
+from runtime.features import check_row, check_rows
+from runtime.kafka import PolledProducer
+from runtime.settings import Settings
 from schemas.messages import Label
 from schemas.wire import encode_prediction_record, encode_request
 

@@ -17,10 +17,10 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from gateway.runtime import GatewayRuntime
+from gateway.lifecycle import GatewayRuntime
 from gateway.service import Prediction
-from rtml import __version__
-from rtml.errors import BadRequest, InvalidInput, PayloadTooLarge, RtmlError
+from runtime import __version__
+from runtime.errors import BadRequest, InvalidInput, PayloadTooLarge, RtmlError
 from schemas.model_metadata import ModelMetadata
 
 NUMERIC_TYPES = {"FP32": "<f4", "FP64": "<f8", "INT64": "<i8", "INT32": "<i4", "FP16": "<f2"}

@@ -3,7 +3,7 @@
 Processes: ``gateway`` (FastAPI, HTTP -> Kafka -> correlated reply), ``workers``
 (Kafka -> Redis cache -> ONNX Runtime micro-batches -> replies + prediction log)
 and the infrastructure helpers in :mod:`rtml.infra`. Shared pieces live here:
-settings, the error tree (:mod:`rtml.errors`), Kafka client wrappers, cache keys
+settings, the error tree (:mod:`runtime.errors`), Kafka client wrappers, cache keys
 and the model registry.
 """
 

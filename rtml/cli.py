@@ -20,7 +20,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from rtml.settings import Settings, load_settings
+from runtime.settings import Settings, load_settings
 
 
 def _parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -28,10 +28,9 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="start Kafka, Redis, demo models, two workers and the gateway")
     commands.add_parser("gateway", help="run the HTTP gateway")
-    worker = commands.add_parser("worker", help="run a worker process")
-    worker.add_argument("--model", action="append", required=True, help="model name, or 'all'; repeatable")
-    worker.add_argument("--max-messages", type=int, default=None, help="stop after this many messages")
-    worker.add_argument("--idle-timeout", type=float, default=None, help="stop after this many idle seconds")
+    from workers.main import add_arguments as add_worker_arguments
+
+    add_worker_arguments(commands.add_parser("worker", help="run a worker process"))
     infra = commands.add_parser("infra", help="local Kafka and Redis")
     infra.add_argument("action", choices=["up", "down", "status"])
     models = commands.add_parser("models", help="model registry")
@@ -41,7 +40,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true", help="list: JSON for scripts")
     models.add_argument("--url", help="list: ask this gateway (http://HOST:PORT), not the local registry")
     if command == "models":  # importing the importers costs ~0.5 s: only when they can be used
-        from rtml.importers.cli import add_import_arguments
+        from importers.cli import add_import_arguments
 
         add_import_arguments(models)
     topics = commands.add_parser("topics", help="Kafka topics")
@@ -50,12 +49,9 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     schemas.add_argument("action", choices=["export"])
     schemas.add_argument("--check", action="store_true", help="fail if the committed export is stale")
     commands.add_parser("drift", help="drift detection over the prediction log (Faust app)")
-    alerts = commands.add_parser("alerts", help="drift alert subscribers")
-    alerts.add_argument("action", choices=["tail", "forward"])
-    alerts.add_argument("--from-beginning", action="store_true", help="tail: start at the oldest alert")
-    alerts.add_argument("--json", action="store_true", help="tail: print the DriftAlert JSON lines")
-    alerts.add_argument("--max-messages", type=int, default=None, help="stop after this many alerts")
-    alerts.add_argument("--idle-timeout", type=float, default=None, help="stop after this many idle seconds")
+    from drift.main import add_alert_arguments
+
+    add_alert_arguments(commands.add_parser("alerts", help="drift alert subscribers"))
     _client_commands(commands, load=command in ("predict", "bench", None))
     return parser
 
@@ -80,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = next((word for word in words if not word.startswith("-")), None)
     args = _parser(command).parse_args(words)
     settings = load_settings()
-    from rtml.logs import configure_logging
+    from runtime.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_json, process=args.command)
     handler = _HANDLERS[args.command]
@@ -101,10 +97,9 @@ def _gateway(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    from workers.loop import RunLimits, run_worker_process
+    from workers.main import run
 
-    run_worker_process(settings, args.model, RunLimits(args.max_messages, args.idle_timeout))
-    return 0
+    return run(settings, args)
 
 
 def _infra(settings: Settings, args: argparse.Namespace) -> int:
@@ -124,18 +119,18 @@ def _infra(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _models(settings: Settings, args: argparse.Namespace) -> int:
-    from rtml.registry import ModelRegistry
+    from runtime.registry import ModelRegistry
 
     registry = ModelRegistry(settings.registry.root)
     if args.action == "train-demo":
-        from rtml.demo_models import train_demo_models
+        from importers.demo_models import train_demo_models
 
         for metadata in train_demo_models(registry, force=args.force):
             print(f"{metadata.name} v{metadata.version}: {metadata.metrics}")
     elif args.action == "list":
         return _models_list(settings, args)
     elif args.action == "import":
-        from rtml.importers.cli import run_import
+        from importers.cli import run_import
 
         return run_import(registry, args)
     else:
@@ -156,7 +151,7 @@ def _models_list(settings: Settings, args: argparse.Namespace) -> int:
         return code
     import json
 
-    from rtml.registry import ModelRegistry
+    from runtime.registry import ModelRegistry
 
     registry = ModelRegistry(settings.registry.root)
     rows: list[dict[str, object]] = []
@@ -182,10 +177,10 @@ def _client(_settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _topics(settings: Settings, _args: argparse.Namespace) -> int:
-    from rtml.registry import ModelRegistry
-    from workers.loop import ensure_request_topics
+    from runtime.kafka import ensure_serving_topics
+    from runtime.registry import ModelRegistry
 
-    ensure_request_topics(settings, ModelRegistry(settings.registry.root).list_models())
+    ensure_serving_topics(settings.kafka, ModelRegistry(settings.registry.root).list_models())
     return 0
 
 
@@ -201,13 +196,11 @@ def _schemas(_settings: Settings, args: argparse.Namespace) -> int:
 
 def _drift(settings: Settings, args: argparse.Namespace) -> int:
     """``rtml drift`` (the Faust app) and ``rtml alerts tail|forward`` (its subscribers)."""
+    from drift.main import run_alert_subscriber, run_detector
+
     if args.command == "drift":
-        from drift.app import run_drift
-
-        return run_drift(settings)
-    from drift.alerts import run_alerts
-
-    return run_alerts(settings, args)
+        return run_detector(settings, args)
+    return run_alert_subscriber(settings, args)
 
 
 _HANDLERS = {

@@ -12,9 +12,9 @@ import signal
 import threading
 
 from rtml import infra
-from rtml.registry import ModelRegistry
-from rtml.settings import Settings
 from rtml.stack import Stack, wait_http_ok, wait_prediction_ok
+from runtime.registry import ModelRegistry
+from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def run_stack(settings: Settings) -> int:
     endpoints = infra.up(settings)
     registry = ModelRegistry(settings.registry.root)
     if not registry.list_models():
-        from rtml.demo_models import train_demo_models
+        from importers.demo_models import train_demo_models
 
         print("training demo models ...", flush=True)
         train_demo_models(registry)

@@ -1,7 +1,7 @@
 """Metadata of one registered model version: ``models/<name>/<version>/metadata.json``.
 
 Written by training code, validated and completed (version, checksum) by
-:class:`rtml.registry.ModelRegistry.register`, read by the gateway (model table),
+:class:`runtime.registry.ModelRegistry.register`, read by the gateway (model table),
 the workers (input/output names) and the drift detector (``baseline``).
 
 ONNX conventions of rtml models: one float32 input ``[None, n_features]``

@@ -1,6 +1,6 @@
 """Fast encoders for the messages several processes write (plain dicts + orjson).
 
-Each mirrors a model in :mod:`schemas.messages`; ``tests/test_schemas.py`` checks
+Each mirrors a model in :mod:`schemas.messages`; ``tests/unit/test_schemas.py`` checks
 that what they produce validates against it.
 """
 

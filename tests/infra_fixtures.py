@@ -28,7 +28,7 @@ import pytest
 
 from rtml.infra import PrerequisiteMissing, external_kafka, external_redis, kafka, redis
 from rtml.infra.process import free_ports
-from rtml.settings import Settings
+from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 

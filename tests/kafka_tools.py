@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, Producer
 
-from rtml.kafka import committed_lag as kafka_lag
+from runtime.kafka import committed_lag as kafka_lag
 
 
 def produce(bootstrap: str, topic: str, values: list[bytes], key: bytes | None = None) -> None:

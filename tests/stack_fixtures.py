@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from rtml.registry import ModelRegistry
-from rtml.settings import PROJECT_ROOT
 from rtml.stack import Child, Stack, wait_http_ok
+from runtime.registry import ModelRegistry
+from runtime.settings import PROJECT_ROOT
 
 SERVED_MODELS = ["iris_classifier", "binary_classifier", "fraud_detector"]
 UNSERVED_MODEL = "churn_classifier"  # registered, but no worker serves it: requests time out
@@ -93,7 +93,7 @@ class RunningStack:
 def registry_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Demo models (trained once into the project registry, as `make run` does), copied into a
     private registry with an extra iris_classifier v2 so version routing can be tested."""
-    from rtml.demo_models import train_demo_models
+    from importers.demo_models import train_demo_models
 
     project = ModelRegistry(PROJECT_ROOT / "models")
     train_demo_models(project)

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 import redis
 
-from rtml.breaker import OutageBreaker
-from rtml.settings import RedisSettings
+from runtime.breaker import OutageBreaker
+from runtime.settings import RedisSettings
 from workers import metrics
 
 log = logging.getLogger(__name__)

@@ -17,11 +17,11 @@ import orjson
 from confluent_kafka import Message
 from pydantic import ValidationError
 
-from rtml.errors import InvalidInput, ModelNotFound, RtmlError
+from runtime.errors import InvalidInput, ModelNotFound, RtmlError
 from schemas.messages import SCHEMA_VERSION, DeadLetterReason, Label, PredictRequest
 
 __all__ = ["DecodedRequest", "PredictRequest", "Rejected"]
-from workers.runtime import ModelRuntime, RuntimeTable
+from workers.inference import ModelRuntime, RuntimeTable
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from rtml.kafka import client_config
-from rtml.settings import KafkaSettings
+from runtime.kafka import client_config
+from runtime.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 

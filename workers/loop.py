@@ -1,4 +1,4 @@
-"""The worker run loop and the worker process.
+"""The worker run loop (the process around it is :mod:`workers.main`).
 
 One :class:`ModelWorker` per model (its own consumer group member and durable
 producer), each in its own thread; a process may host several models. The loop
@@ -10,28 +10,22 @@ has acknowledged, in order (or rewind and retry, see :mod:`workers.inflight`).
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import socket
 import threading
 import time
 from dataclasses import dataclass
 
 from confluent_kafka import Message
-from confluent_kafka.admin import AdminClient
 
-from rtml.kafka import client_config, ensure_topics
-from rtml.memory import limit_malloc_arenas
-from rtml.registry import ModelRegistry
-from rtml.settings import Settings
+from runtime.registry import ModelRegistry
+from runtime.settings import Settings
 from workers import metrics
 from workers.cache import WorkerCache
 from workers.consume import RequestConsumer
+from workers.inference import RuntimeTable
 from workers.inflight import BatchTicket, InFlight
 from workers.outbox import DurableOutbox
 from workers.pipeline import Pipeline
 from workers.reply import ReplySender
-from workers.runtime import RuntimeTable
 
 log = logging.getLogger(__name__)
 
@@ -140,67 +134,3 @@ class ModelWorker:
 
 def _reached(limit: int | None, count: int) -> bool:
     return limit is not None and count >= limit
-
-
-def ensure_request_topics(settings: Settings, models: list[str]) -> None:
-    admin = AdminClient(client_config(settings.kafka))
-    kafka = settings.kafka
-    topics: list[tuple[str, int, dict[str, str]]] = [
-        (kafka.request_topic(model), kafka.request_partitions, {}) for model in models
-    ]
-    topics += [
-        (kafka.predictions_topic, kafka.log_partitions, {}),
-        (kafka.dlq_topic, kafka.log_partitions, {}),
-    ]
-    ensure_topics(admin, topics, kafka.replication_factor)
-
-
-def run_worker_process(settings: Settings, models: list[str], limits: RunLimits = RunLimits()) -> None:
-    """Serve ``models`` (names, or ["all"]) until SIGTERM/SIGINT or the limits; one thread per model."""
-    limit_malloc_arenas(settings.worker.malloc_arenas)  # before any thread starts
-    if models == ["all"]:
-        models = ModelRegistry(settings.registry.root).list_models()
-    worker_id = f"{socket.gethostname()}-{os.getpid()}"
-    ensure_request_topics(settings, models)
-    if settings.worker.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(settings.worker.metrics_port, addr=settings.worker.metrics_host)
-    cache = WorkerCache(settings.redis)
-    stop = threading.Event()
-    _install_signal_handlers(stop)
-    workers = [ModelWorker(settings, model, cache, worker_id) for model in models]
-    failed: list[str] = []
-
-    def serve(worker: ModelWorker) -> None:
-        try:
-            worker.run(stop, limits)
-        except BaseException:
-            # A model thread that dies must not leave a process that looks alive but serves
-            # nothing: stop every model and exit non-zero so the supervisor restarts us.
-            log.exception("model worker crashed; stopping the process", extra={"model": worker.model})
-            failed.append(worker.model)
-            stop.set()
-
-    threads = [
-        threading.Thread(target=serve, args=(worker,), name=f"worker-{worker.model}") for worker in workers
-    ]
-    for thread in threads:
-        thread.start()
-    log.info("worker started", extra={"models": models, "worker": worker_id})
-    for thread in threads:
-        while thread.is_alive():
-            thread.join(timeout=0.5)
-    cache.close()
-    if failed:
-        raise SystemExit(f"worker {worker_id}: model thread(s) crashed: {', '.join(failed)}")
-    log.info("worker stopped", extra={"worker": worker_id})
-
-
-def _install_signal_handlers(stop: threading.Event) -> None:
-    def handle(signum: int, _frame: object) -> None:
-        log.info("stopping on signal", extra={"signal": signum})
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)

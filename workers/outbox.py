@@ -12,8 +12,8 @@ import logging
 
 from confluent_kafka import KafkaException, Producer
 
-from rtml.kafka import client_config
-from rtml.settings import KafkaSettings
+from runtime.kafka import client_config
+from runtime.settings import KafkaSettings
 from workers.inflight import BatchTicket
 
 log = logging.getLogger(__name__)

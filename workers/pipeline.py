@@ -18,17 +18,17 @@ from typing import cast
 import numpy as np
 from confluent_kafka import Message
 
-from rtml.cache_keys import cache_keys, decode_value, encode_value
-from rtml.errors import ModelError
-from rtml.settings import Settings
+from runtime.cache_keys import cache_keys, decode_value, encode_value
+from runtime.errors import ModelError
+from runtime.settings import Settings
 from schemas.messages import Label
 from schemas.wire import encode_prediction_record
 from workers import codec, metrics
 from workers.cache import WorkerCache
 from workers.codec import DecodedRequest, Rejected
+from workers.inference import ModelRuntime, RuntimeTable
 from workers.outbox import DurableOutbox
 from workers.reply import ReplySender
-from workers.runtime import ModelRuntime, RuntimeTable
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import logging
 
 from confluent_kafka import Producer
 
-from rtml.kafka import client_config
-from rtml.settings import KafkaSettings
+from runtime.kafka import client_config
+from runtime.settings import KafkaSettings
 from workers import metrics
 from workers.inflight import BatchTicket
 

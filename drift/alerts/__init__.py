@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 
-from rtml.settings import Settings
+from runtime.settings import Settings
 
 
 def _stop_on_signals() -> threading.Event:

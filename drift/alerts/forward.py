@@ -21,8 +21,8 @@ from confluent_kafka import Consumer, Message, Producer
 from pydantic import ValidationError
 
 from drift.alerts.sinks import PagerDutySink, RetryPolicy, Sink, SlackSink, deliver
-from rtml.kafka import client_config
-from rtml.settings import Settings
+from runtime.kafka import client_config
+from runtime.settings import Settings
 from schemas.drift import AlertDeadLetter, DriftAlert
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from confluent_kafka import Consumer
 from pydantic import ValidationError
 
 from drift.alerts.forward import Limits
-from rtml.kafka import client_config
-from rtml.settings import Settings
+from runtime.kafka import client_config
+from runtime.settings import Settings
 from schemas.drift import DriftAlert
 
 

@@ -7,7 +7,7 @@ Fixed seeds (42) and pinned ONNX opsets: the same library versions give a byte-i
 model.onnx. Saved in metadata.json: accuracy, F1, ROC-AUC and 5-fold CV mean/std on the
 training split, the ONNX/scikit-learn parity report on the held-out split, baseline
 statistics of every feature (training split) and of the outputs (held-out split).
-The data set and estimator are defined in ``rtml.demo_models.DEMOS["iris_classifier"]``.
+The data set and estimator are defined in ``importers.demo_models.DEMOS["iris_classifier"]``.
 """
 
 import sys
@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from rtml.demo_models import main
+from importers.demo_models import main
 
 if __name__ == "__main__":
     raise SystemExit(main(["--only", "iris_classifier", *sys.argv[1:]]))

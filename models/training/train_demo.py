@@ -2,7 +2,7 @@
 
     python models/training/train_demo.py [--root DIR] [--only NAME ...] [--force]
 
-The code lives in :mod:`rtml.demo_models`; this script only makes it runnable
+The code lives in :mod:`importers.demo_models`; this script only makes it runnable
 from a checkout without installing rtml.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from rtml.demo_models import main
+from importers.demo_models import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

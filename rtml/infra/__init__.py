@@ -36,7 +36,7 @@ from rtml.infra.process import (
     StartupFailed,
     StartupTimeout,
 )
-from rtml.settings import Settings
+from runtime.settings import Settings
 
 __all__ = [
     "InfraEndpoints",

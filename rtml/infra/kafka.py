@@ -1,6 +1,6 @@
 """A single-node Apache Kafka (KRaft, broker+controller in one JVM) without Docker.
 
-The jars come from Maven Central through ``infra/kafka/pom.xml`` (no tarball) and run
+The jars come from Maven Central through ``rtml/infra/kafka-pom.xml`` (in the wheel; no tarball) and run
 as ``java -cp 'libs/*' kafka.Kafka server.properties``. Everything a node writes
 (config, data, logs, PID file) sits under its own state directory, so tests can run a
 throwaway node on other ports next to the developer's one.
@@ -28,12 +28,12 @@ from confluent_kafka.admin import AdminClient
 
 from rtml.infra import process
 from rtml.infra.process import InfraError, PortInUse, PrerequisiteMissing, StartupFailed
-from rtml.settings import PROJECT_ROOT, Settings
+from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
 KAFKA_VERSION = "4.1.1"
-POM_FILE = PROJECT_ROOT / "infra" / "kafka" / "pom.xml"
+POM_FILE = Path(__file__).with_name("kafka-pom.xml")
 # Kafka 4.1 pins slf4j-api 1.7.36, but log4j-slf4j2-impl only binds SLF4J 2: see _fix_slf4j.
 SLF4J_API = "org.slf4j:slf4j-api:2.0.16"
 INSTALL_HINT = (

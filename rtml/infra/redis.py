@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from rtml.infra import process
 from rtml.infra.process import InfraError, PortInUse, PrerequisiteMissing
-from rtml.settings import Settings
+from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 

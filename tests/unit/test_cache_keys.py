@@ -1,0 +1,57 @@
+"""Cache keys: same features -> same key; model, version or any value differs -> different key."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from runtime.cache_keys import cache_key, cache_keys, decode_value, encode_value
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+rows = st.lists(finite, min_size=1, max_size=32)
+
+
+@given(rows)
+def test_key_is_deterministic_and_ignores_int_float_spelling(row: list[float]) -> None:
+    assert cache_key("p:", "m", "1", row) == cache_key("p:", "m", "1", list(row))
+    integral = [float(int(v)) for v in row if abs(v) < 2**52]
+    if integral:
+        assert cache_key("p:", "m", "1", integral) == cache_key("p:", "m", "1", [int(v) for v in integral])
+
+
+@given(rows)
+def test_negative_zero_equals_zero(row: list[float]) -> None:
+    flipped = [-0.0 if v == 0 else v for v in row]
+    assert cache_key("p:", "m", "1", row) == cache_key("p:", "m", "1", flipped)
+
+
+@given(rows, st.integers(min_value=0, max_value=31), finite)
+def test_any_changed_value_changes_the_key(row: list[float], index: int, value: float) -> None:
+    index %= len(row)
+    changed = list(row)
+    changed[index] = value
+    same = row[index] == value or (row[index] == 0 and value == 0)
+    assert (cache_key("p:", "m", "1", row) == cache_key("p:", "m", "1", changed)) == same
+
+
+@given(rows)
+def test_model_and_version_are_part_of_the_key(row: list[float]) -> None:
+    keys = {cache_key("p:", model, version, row) for model in ("a", "b") for version in ("1", "2")}
+    assert len(keys) == 4
+
+
+@given(
+    st.one_of(st.integers(-(2**63), 2**63 - 1), st.text(max_size=8)),
+    st.one_of(st.none(), st.lists(finite, max_size=5)),
+)
+def test_values_round_trip(label: int | str, probabilities: list[float] | None) -> None:
+    assert decode_value(encode_value(label, probabilities)) == (label, probabilities)
+
+
+@given(
+    st.integers(min_value=1, max_value=8).flatmap(
+        lambda n: st.lists(st.lists(finite, min_size=n, max_size=n), min_size=1, max_size=6)
+    )
+)
+def test_batched_keys_equal_single_keys(batch: list[list[float]]) -> None:
+    assert cache_keys("p:", "m", "3", batch) == [cache_key("p:", "m", "3", row) for row in batch]

@@ -1,0 +1,145 @@
+"""The worker pipeline's own logic, with the Kafka/Redis edges replaced by recorders
+(the real edges are covered by the stack tests) and a real ONNX model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from confluent_kafka import Message
+
+from runtime.cache_keys import cache_key, encode_value
+from runtime.registry import ModelRegistry
+from runtime.settings import PROJECT_ROOT, load_settings
+from workers.inference import Predictions, RuntimeTable
+from workers.pipeline import Pipeline
+
+PREFIX = "unit:p:"
+
+
+class RecordingCache:
+    def __init__(self, stored: dict[str, bytes] | None = None) -> None:
+        self.stored = dict(stored or {})
+        self.gets: list[list[str]] = []
+
+    def get_many(self, keys: list[str]) -> list[bytes | None]:
+        self.gets.append(list(keys))
+        return [self.stored.get(key) for key in keys]
+
+    def put_many(self, items: list[tuple[str, bytes]]) -> None:
+        self.stored.update(items)
+
+
+class RecordingOutbox:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def send(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        self.sent.append((topic, orjson.loads(value)))
+
+    def of(self, topic: str) -> list[dict[str, Any]]:
+        return [value for sent_topic, value in self.sent if sent_topic == topic]
+
+
+class RecordingReplies:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, dict[str, Any]]] = []
+
+    def send(self, topic: str, request_id: str, value: bytes) -> None:
+        self.sent.append((topic, request_id, orjson.loads(value)))
+
+    def poll(self) -> None:
+        pass
+
+
+def message(offset: int, value: bytes) -> Message:
+    return Message(topic="req", partition=0, offset=offset, key=b"k", value=value)
+
+
+def request(request_id: str, rows: list[list[float]], **extra: object) -> bytes:
+    return orjson.dumps({"request_id": request_id, "model": "iris_classifier", "features": rows, **extra})
+
+
+@pytest.fixture(scope="module")
+def runtimes() -> RuntimeTable:
+    from importers.demo_models import train_demo_models
+
+    registry = ModelRegistry(PROJECT_ROOT / "models")
+    train_demo_models(registry, only=["iris_classifier"])
+    return RuntimeTable(registry, "iris_classifier")
+
+
+def make(runtimes: RuntimeTable, cache: RecordingCache | None = None) -> tuple[Pipeline, Any, Any, Any]:
+    settings = load_settings(redis={"key_prefix": PREFIX})
+    cache = cache or RecordingCache()
+    outbox, replies = RecordingOutbox(), RecordingReplies()
+    return Pipeline(settings, runtimes, cache, outbox, replies, "w1"), cache, outbox, replies  # type: ignore[arg-type]
+
+
+def test_every_message_ends_as_prediction_or_dead_letter(runtimes: RuntimeTable) -> None:
+    pipeline, cache, outbox, replies = make(runtimes)
+    settings = load_settings()
+    reply_to = f"{settings.kafka.reply_topic_prefix}gw"
+    batch = [
+        message(0, request("a", [[5.1, 3.5, 1.4, 0.2], [7.3, 2.9, 6.3, 1.8]], reply_to=reply_to)),
+        message(1, b"{not json"),
+        message(2, request("late", [[1, 2, 3, 4]], deadline_ms=1)),
+        message(3, request("narrow", [[1, 2, 3]], reply_to=reply_to)),
+        message(4, request("b", [[6.2, 2.9, 4.3, 1.3]])),
+    ]
+    pipeline.process(batch)
+    log = outbox.of(settings.kafka.predictions_topic)
+    assert [(r["request_id"], r["row"], r["prediction"]) for r in log] == [
+        ("a", 0, 0),
+        ("a", 1, 2),
+        ("b", 0, 1),
+    ]
+    dead = outbox.of(settings.kafka.dlq_topic)
+    assert sorted((d["offset"], d["reason"]) for d in dead) == [
+        (1, "undecodable"),
+        (2, "expired"),
+        (3, "invalid_input"),
+    ]
+    answered = {request_id: value for _topic, request_id, value in replies.sent}
+    assert answered["a"]["ok"] and answered["a"]["predictions"] == [0, 2]
+    assert not answered["narrow"]["ok"] and "expects 4" in answered["narrow"]["error"]["message"]
+    assert "late" not in answered  # its gateway already answered 504
+    assert len(cache.gets) == 1  # one MGET for the whole batch
+
+
+def test_cache_hits_skip_the_model_and_are_marked(runtimes: RuntimeTable) -> None:
+    row = [5.0, 3.0, 1.0, 0.5]
+    stored = {cache_key(PREFIX, "iris_classifier", runtimes.latest, row): encode_value(2, [0.0, 0.0, 1.0])}
+    pipeline, _cache, outbox, _ = make(runtimes, RecordingCache(stored))
+    pipeline.process([message(0, request("hit", [row, [6.0, 3.0, 4.0, 1.0]]))])
+    log = outbox.of(load_settings().kafka.predictions_topic)
+    assert [(r["prediction"], r["from_cache"]) for r in log] == [(2, True), (1, False)]
+
+
+def test_a_request_that_breaks_the_model_is_isolated(
+    runtimes: RuntimeTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = runtimes.resolve(None)
+    real_predict = runtime.predict
+
+    def fragile(rows: np.ndarray) -> Predictions:
+        if (rows == 666).any():
+            raise RuntimeError("kernel exploded")
+        return real_predict(rows)
+
+    monkeypatch.setattr(runtime, "predict", fragile)
+    pipeline, _cache, outbox, _ = make(runtimes)
+    pipeline.process(
+        [
+            message(0, request("ok1", [[5.1, 3.5, 1.4, 0.2]])),
+            message(1, request("bad", [[666, 1, 1, 1]])),
+            message(2, request("ok2", [[7.3, 2.9, 6.3, 1.8]])),
+        ]
+    )
+    settings = load_settings()
+    assert [r["request_id"] for r in outbox.of(settings.kafka.predictions_topic)] == ["ok1", "ok2"]
+    dead = outbox.of(settings.kafka.dlq_topic)
+    assert [(d["request_id"], d["reason"]) for d in dead] == [("bad", "model_error")]
+    assert "kernel exploded" in dead[0]["message"]

@@ -1,0 +1,113 @@
+"""The worker process: ``rtml worker --model NAME`` (or ``python -m workers.main --model NAME``).
+
+One :class:`workers.loop.ModelWorker` thread per model served; SIGTERM/SIGINT stop every loop,
+which drains its in-flight batches, commits and leaves its group before the process exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from runtime.logs import configure_logging
+from runtime.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from workers.loop import RunLimits
+
+log = logging.getLogger(__name__)
+
+
+def run_worker_process(settings: Settings, models: list[str], limits: RunLimits | None = None) -> None:
+    """Serve ``models`` (names, or ["all"]) until SIGTERM/SIGINT or the limits; one thread per model."""
+    # Imported here, not at the top: `rtml`'s argument parser imports this module, and every other
+    # command would pay for loading onnxruntime and librdkafka.
+    from runtime.kafka import ensure_serving_topics
+    from runtime.registry import ModelRegistry
+    from workers.cache import WorkerCache
+    from workers.loop import ModelWorker, RunLimits
+    from workers.memory import limit_malloc_arenas
+
+    run_limits = limits or RunLimits()
+    limit_malloc_arenas(settings.worker.malloc_arenas)  # before any thread starts
+    if models == ["all"]:
+        models = ModelRegistry(settings.registry.root).list_models()
+    worker_id = f"{socket.gethostname()}-{os.getpid()}"
+    ensure_serving_topics(settings.kafka, models)
+    if settings.worker.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.worker.metrics_port, addr=settings.worker.metrics_host)
+    cache = WorkerCache(settings.redis)
+    stop = threading.Event()
+    _install_signal_handlers(stop)
+    workers = [ModelWorker(settings, model, cache, worker_id) for model in models]
+    failed: list[str] = []
+
+    def serve(worker: ModelWorker) -> None:
+        try:
+            worker.run(stop, run_limits)
+        except BaseException:
+            # A model thread that dies must not leave a process that looks alive but serves
+            # nothing: stop every model and exit non-zero so the supervisor restarts us.
+            log.exception("model worker crashed; stopping the process", extra={"model": worker.model})
+            failed.append(worker.model)
+            stop.set()
+
+    threads = [
+        threading.Thread(target=serve, args=(worker,), name=f"worker-{worker.model}") for worker in workers
+    ]
+    for thread in threads:
+        thread.start()
+    log.info("worker started", extra={"models": models, "worker": worker_id})
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(timeout=0.5)
+    cache.close()
+    if failed:
+        raise SystemExit(f"worker {worker_id}: model thread(s) crashed: {', '.join(failed)}")
+    log.info("worker stopped", extra={"worker": worker_id})
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    def handle(signum: int, _frame: object) -> None:
+        log.info("stopping on signal", extra={"signal": signum})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", action="append", required=True, help="model name, or 'all'; repeatable")
+    parser.add_argument("--max-messages", type=int, default=None, help="stop after this many messages")
+    parser.add_argument("--idle-timeout", type=float, default=None, help="stop after this many idle seconds")
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.loop import RunLimits
+
+    run_worker_process(settings, args.model, RunLimits(args.max_messages, args.idle_timeout))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="rtml worker", description="Serve models from their request topics."
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_json, process="worker")
+    return run(settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
