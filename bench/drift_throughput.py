@@ -32,10 +32,10 @@ import orjson
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
+from bench.drift_traffic import Phase, Replay, timeline
+from bench.synthetic_model import synthetic_model
 from drift.config import Catalog
 from drift.evaluate import threshold_of
-from drift.simulate import Phase, Replay, timeline
-from drift.synthetic import synthetic_model
 from rtml.stack import Stack
 from runtime.kafka import committed_lag as kafka_lag
 from runtime.kafka import ensure_topics

@@ -16,8 +16,7 @@ for a step that no future window covers is dropped and counted as late.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,11 +26,8 @@ from drift.alerting import AlertState, advance, to_alert
 from drift.config import Catalog, Plan
 from drift.evaluate import WindowReport, evaluate
 from drift.totals import Totals, TotalsMismatch, sum_totals
+from runtime.clock import Clock, now_ms
 from schemas.drift import DriftAlert
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True)
@@ -123,7 +119,7 @@ def state_key(model: str, version: str) -> str:
 @dataclass
 class Detector:
     catalog: Catalog
-    clock: Callable[[], int] = _now_ms
+    clock: Clock = now_ms
 
     def on_partial(
         self, partial: Partial, steps: MutableMapping[str, bytes], states: MutableMapping[str, bytes]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -22,6 +21,7 @@ from gateway.cache import GatewayCache
 from gateway.model_table import ModelTable
 from gateway.replies import ReplyRouter
 from runtime.cache_keys import cache_key, decode_value
+from runtime.clock import now_ms
 from runtime.errors import DeadlineExceeded, InvalidInput, RtmlError, Unavailable, from_code
 from runtime.features import check_row, check_rows
 from runtime.kafka import PolledProducer
@@ -50,10 +50,6 @@ class Prediction:
     """Class probabilities (classification) or distances to each centre (clustering)."""
     from_cache: bool
     task: str = "classification"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class PredictionService:

@@ -19,6 +19,7 @@ import numpy as np
 from confluent_kafka import Message
 
 from runtime.cache_keys import cache_keys, decode_value, encode_value
+from runtime.clock import now_ms
 from runtime.errors import ModelError
 from runtime.settings import Settings
 from schemas.messages import Label
@@ -31,10 +32,6 @@ from workers.outbox import DurableOutbox
 from workers.reply import ReplySender
 
 log = logging.getLogger(__name__)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class VersionBatch:

@@ -20,8 +20,8 @@ import pytest
 import redis
 from confluent_kafka.admin import AdminClient
 
-from drift.simulate import Phase, Traffic, timeline
-from drift.synthetic import synthetic_model
+from bench.drift_traffic import Phase, Traffic, timeline
+from bench.synthetic_model import synthetic_model
 from rtml.stack import Child, Stack
 from runtime.drift_state import read_drift_state
 from runtime.kafka import ensure_topics

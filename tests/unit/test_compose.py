@@ -436,3 +436,17 @@ def test_dockerfile_trains_demo_models_and_runs_unprivileged() -> None:
     assert re.search(r"pip install \"?\.\[train\]", runs), "the training stage installs .[train]"
     users = [arguments for keyword, arguments in _final_stage(instructions) if keyword == "USER"]
     assert users and users[-1].split(":")[0] not in {"root", "0"}, "final stage must not run as root"
+
+
+def test_dockerfile_copies_every_package_the_wheel_is_built_from() -> None:
+    """A package missing from the build context builds an image whose `rtml` fails on import."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    packages = {
+        pattern.rstrip("*") for pattern in project["tool"]["setuptools"]["packages"]["find"]["include"]
+    }
+    copied = {
+        arguments.split()[0]
+        for keyword, arguments in _dockerfile_instructions()
+        if keyword == "COPY" and not arguments.startswith("--from")
+    }
+    assert packages <= copied, f"not copied into the image: {sorted(packages - copied)}"

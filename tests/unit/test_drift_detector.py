@@ -14,8 +14,8 @@ from drift.alerting import AlertState, step
 from drift.config import Catalog, DriftConfigError, Plan
 from drift.detector import DetectorState, Partial
 from drift.evaluate import Observation, evaluate
-from drift.simulate import Phase, Replay, records, timeline
-from drift.synthetic import FEATURES, synthetic_model
+from bench.drift_traffic import Phase, Replay, records, timeline
+from bench.synthetic_model import FEATURES, synthetic_model
 from drift.totals import Totals, sum_totals
 from rtml_client import stats
 from runtime.settings import DriftModelSettings, DriftSettings, DriftThreshold

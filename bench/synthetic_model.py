@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from drift.simulate import Traffic
+from bench.drift_traffic import Traffic
 from importers.baselines import feature_baseline
 from rtml_client.stats import FloatArray
 from schemas.model_metadata import Baseline, ModelMetadata, OutputBaseline
