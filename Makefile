@@ -6,13 +6,16 @@ HASH   := $(shell cat pyproject.toml client/pyproject.toml | cksum | cut -d' ' -
 STAMP  := $(VENV)/.installed-$(HASH)
 DEV_STAMP := $(VENV)/.installed-dev-$(HASH)
 PYTEST_ARGS ?=
+# Every target runs rtml with the checkout's developer config: models in models/, local
+# Kafka/Redis state in .rtml/, downloads in .cache/ (paths relative to config/).
+export RTML_CONFIG ?= $(CURDIR)/config/default.yaml
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup setup-dev models run test unit lint typecheck schemas bench infra-up infra-down clean
+.PHONY: help setup setup-dev models run test unit lint typecheck schemas bench infra-up infra-down clean package-check
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +62,9 @@ schemas: setup-dev ## fail if schemas/json is stale (regenerate: rtml schemas ex
 bench: setup-dev ## benchmarks against the real stack; writes bench/out and prints a table
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.drift_throughput
+
+package-check: ## build both wheels, install them in a fresh venv outside the checkout, run every command
+	tests/packaging/check_install.sh
 
 infra-up: setup ## start local Kafka and Redis only
 	$(BIN)/rtml infra up

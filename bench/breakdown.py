@@ -31,17 +31,27 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import TopicPartition
 
+from bench.paths import REPO_ROOT
 from bench.services import Infra, RtmlStack, ensure_models, start_stack
 from gateway.replies import ReplyRouter
-from runtime.kafka import PolledProducer, client_config, ensure_topics
-from runtime.settings import PROJECT_ROOT, KafkaSettings, Settings, load_settings
+from runtime.kafka import (
+    REPLY_CONSUMER,
+    REQUEST_PRODUCER,
+    KafkaProducer,
+    PolledProducer,
+    TopicSpec,
+    ensure_topics,
+    new_consumer,
+)
+from runtime.settings import KafkaSettings, Settings, load_settings
 
 MODEL = "iris_classifier"
-OUT_DIR = PROJECT_ROOT / "bench" / "out"
+OUT_DIR = REPO_ROOT / "bench" / "out"
 REPLY_TIMEOUT_S = 5.0
+# The gateway's clients: its request producer, and a reply consumer read by manual assignment.
+PRODUCER_CHOICES = {"message.timeout.ms": int(REPLY_TIMEOUT_S * 1000)}
 
 
 def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
@@ -80,11 +90,9 @@ def request_value(request_id: str, reply_to: str, i: int) -> bytes:
 
 def kafka_hop(kafka: KafkaSettings, n: int) -> list[float]:
     topic = f"bench.hop.{uuid.uuid4().hex[:8]}"
-    ensure_topics(AdminClient(client_config(kafka)), [(topic, 1, {})])
-    producer = Producer(client_config(kafka, **{"linger.ms": 0, "acks": "all"}))
-    consumer = Consumer(
-        client_config(kafka, **{"group.id": topic, "fetch.wait.max.ms": kafka.fetch_wait_max_ms})
-    )
+    ensure_topics(kafka, [TopicSpec(topic, 1, "none")])
+    producer = KafkaProducer(kafka, REQUEST_PRODUCER, PRODUCER_CHOICES)
+    consumer = new_consumer(kafka, REPLY_CONSUMER, {"group.id": topic})
     consumer.assign([TopicPartition(topic, 0, 0)])
 
     def one(_i: int) -> None:
@@ -102,11 +110,9 @@ def kafka_hop(kafka: KafkaSettings, n: int) -> list[float]:
 
 
 def worker_round_trip(kafka: KafkaSettings, request_topic: str, reply_topic: str, n: int) -> dict[str, Any]:
-    ensure_topics(AdminClient(client_config(kafka)), [(reply_topic, 1, {})])
-    producer = Producer(client_config(kafka, **{"linger.ms": 0, "acks": "all"}))
-    consumer = Consumer(
-        client_config(kafka, **{"group.id": reply_topic, "fetch.wait.max.ms": kafka.fetch_wait_max_ms})
-    )
+    ensure_topics(kafka, [TopicSpec(reply_topic, 1, "correlation id")])
+    producer = KafkaProducer(kafka, REQUEST_PRODUCER, PRODUCER_CHOICES)
+    consumer = new_consumer(kafka, REPLY_CONSUMER, {"group.id": reply_topic})
     consumer.assign([TopicPartition(reply_topic, 0, 0)])
     worker_ms: list[float] = []
 
@@ -128,11 +134,8 @@ def worker_round_trip(kafka: KafkaSettings, request_topic: str, reply_topic: str
 
 
 def gateway_reply_path(kafka: KafkaSettings, request_topic: str, reply_topic: str, n: int) -> list[float]:
-    ensure_topics(AdminClient(client_config(kafka)), [(reply_topic, 1, {})])
-    producer = PolledProducer(
-        client_config(kafka, **{"enable.idempotence": True, "acks": "all", "linger.ms": 0}),
-        name="breakdown-producer",
-    )
+    ensure_topics(kafka, [TopicSpec(reply_topic, 1, "correlation id")])
+    producer = PolledProducer(kafka, REQUEST_PRODUCER, PRODUCER_CHOICES)
     router = ReplyRouter(kafka, reply_topic, "breakdown")
 
     async def run() -> list[float]:
@@ -247,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     path = OUT_DIR / f"breakdown-{stamp}.json"
     path.write_text(json.dumps({"stamp": stamp, "requests": args.requests, "stages": results}, indent=2))
-    print(f"\nwrote {path.relative_to(PROJECT_ROOT)}")
+    print(f"\nwrote {path.relative_to(REPO_ROOT)}")
     return 0
 
 

@@ -30,17 +30,16 @@ from typing import Any
 import numpy as np
 import orjson
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
 
 from bench.drift_traffic import Phase, Replay, timeline
 from bench.synthetic_model import synthetic_model
 from drift.config import Catalog
 from drift.evaluate import threshold_of
 from rtml.stack import Stack
+from runtime.kafka import TopicSpec, ensure_topics
 from runtime.kafka import committed_lag as kafka_lag
-from runtime.kafka import ensure_topics
 from runtime.registry import ModelRegistry
-from runtime.settings import DriftSettings
+from runtime.settings import DriftSettings, KafkaSettings
 from schemas.model_metadata import ModelMetadata
 
 PARTITIONS = 4
@@ -112,7 +111,7 @@ def _env(bootstrap: str, registry: Path, state: Path, tag: str) -> dict[str, str
 
 def committed_lag(bootstrap: str, group: str, topic: str) -> int:
     """Messages in ``topic`` not yet committed by ``group`` (all partitions)."""
-    return kafka_lag({"bootstrap.servers": bootstrap}, group, topic)
+    return kafka_lag(KafkaSettings(bootstrap_servers=bootstrap), group, topic)
 
 
 def _wait_drained(bootstrap: str, group: str, topic: str, timeout_s: float) -> tuple[float | None, float]:
@@ -144,7 +143,7 @@ def run(
     registry = registry_root if meta.name == "fraud_detector" else scratch / "registry"
     env = _env(bootstrap, registry, scratch / "state", tag)
     topic, group = env["RTML_KAFKA__PREDICTIONS_TOPIC"], env["RTML_DRIFT__READER_GROUP"]
-    ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), [(topic, PARTITIONS, {})])
+    ensure_topics(KafkaSettings(bootstrap_servers=bootstrap), [TopicSpec(topic, PARTITIONS, "request id")])
     producer, start_ms = _producer(bootstrap), 1_700_000_000_000
     _send(producer, topic, _encode(meta, records, start_ms, per_ms=rate / 1000, seed=1))
     assert producer.flush(120) == 0
@@ -248,12 +247,12 @@ _never = _Never()
 def main() -> None:
     import os
 
-    from runtime.settings import PROJECT_ROOT
+    from bench.paths import REPO_ROOT
 
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    out = PROJECT_ROOT / "bench" / "out"
+    out = REPO_ROOT / "bench" / "out"
     result = {
-        "throughput": run(bootstrap, PROJECT_ROOT / "models", out),
+        "throughput": run(bootstrap, REPO_ROOT / "models", out),
         "false_positives": false_positives(),
     }
     print(json.dumps(result, indent=2))

@@ -33,16 +33,17 @@ from typing import Any
 from bench import kafka_direct, machine, report
 from bench.http_load import HttpCase, HttpPlan, run_case
 from bench.observe import Snapshot, memory_mb
+from bench.paths import REPO_ROOT
 from bench.services import Infra, RtmlStack, ensure_models, start_baseline, start_stack
 from bench.wrk import ensure_wrk, wrk_version
 from rtml import infra
 from rtml.stack import Child
 from runtime.registry import ModelRegistry
-from runtime.settings import PROJECT_ROOT, Settings, load_settings
+from runtime.settings import Settings, load_settings
 
 HTTP_MODEL = "iris_classifier"
 DIRECT_MODELS = ["iris_classifier", "fraud_detector"]
-OUT_DIR = PROJECT_ROOT / "bench" / "out"
+OUT_DIR = REPO_ROOT / "bench" / "out"
 
 
 @dataclass(frozen=True)
@@ -297,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = summarize(run, args, facts, quiet, began)
     print("\n" + report.render(summary, markdown=False))
     json_path, md_path = report.write_outputs(summary, OUT_DIR, stamp)
-    print(f"\nwrote {json_path.relative_to(PROJECT_ROOT)} and {md_path.relative_to(PROJECT_ROOT)}")
+    print(f"\nwrote {json_path.relative_to(REPO_ROOT)} and {md_path.relative_to(REPO_ROOT)}")
     cpu = summary["cpu"]
     print(
         f"whole bench: {summary['duration_s']:.0f} s; other processes used {cpu['other_cpu_s']:.0f} CPU-s "

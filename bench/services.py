@@ -22,12 +22,13 @@ from typing import Any
 from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient
 
+from bench.paths import REPO_ROOT
 from rtml import infra
 from rtml.infra import kafka as local_kafka
 from rtml.infra import redis as local_redis
 from rtml.stack import Child, Stack, wait_http_ok
 from runtime.registry import ModelRegistry
-from runtime.settings import PROJECT_ROOT, Settings
+from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +204,8 @@ def start_baseline(model_dir: Path, log_dir: Path) -> tuple[Child, str]:
     with log_path.open("ab") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "bench.baseline_app", "--model-dir", str(model_dir), "--port", str(port)],
-            cwd=PROJECT_ROOT,
-            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+            cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
             stdout=sink,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -18,10 +18,9 @@ Data flow::
 The maths lives in :mod:`rtml_client.stats` (pure, shared with the client's
 offline ``detect_drift``).
 
-Errors::
-
-    ValueError
-    ├── drift.config.DriftConfigError   window settings that cannot work (refused at start)
-    └── drift.totals.TotalsMismatch     totals that do not fit a layout (message skipped, counted)
-    drift.aggregate.BadRecord           an undecodable prediction-log record (skipped, counted)
+Errors: the :class:`~runtime.errors.DriftError` branch of :mod:`runtime.errors`:
+DriftConfigError (window settings that cannot work, refused at start), TotalsMismatch
+(totals that do not fit a layout: message skipped, counted), BadRecord (an unusable
+prediction-log record: skipped, counted), DeliveryError (an alert POST failed). The first
+three are also ValueErrors.
 """

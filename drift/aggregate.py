@@ -21,13 +21,10 @@ from drift.config import Catalog, Plan
 from drift.layout import Layout
 from drift.totals import Totals
 from rtml_client.stats import FloatArray, IntArray
+from runtime.errors import BadRecord
 
 StepKey = tuple[str, str, int]
 """(model, version, step start in Unix ms)."""
-
-
-class BadRecord(ValueError):
-    """A prediction-log record the detector cannot use."""
 
 
 Record = tuple[str, str, list[Any], Any, Any, int]

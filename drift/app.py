@@ -27,23 +27,21 @@ from typing import Any
 import faust
 import mode
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 from faust.types import StreamT
 
 from drift import metrics
-from drift.config import Catalog, DriftConfigError
+from drift.config import Catalog
 from drift.detector import Detector, Outcome, Partial
 from drift.ingest import Batch, LogReader
 from drift.state import version_state
-from drift.totals import TotalsMismatch
 from runtime.drift_state import StatePublisher
-from runtime.kafka import client_config, ensure_topics
+from runtime.errors import DriftConfigError, TotalsMismatch
+from runtime.kafka import STATE_TABLE, STEPS_TABLE, drift_topics, ensure_topics
 from runtime.registry import ModelRegistry
 from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PARTIALS_RETENTION_MS = str(24 * 3600 * 1000)
 STOP_TIMEOUT_S = 15.0
 GC_THRESHOLD = 100_000
 _RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
@@ -117,11 +115,12 @@ class DriftApp:
             drift.partials_topic, key_type=bytes, value_type=bytes, partitions=drift.partitions, **_RAW
         )
         self.alerts = self.faust.topic(drift.alerts_topic, key_type=bytes, value_type=bytes, **_RAW)
+        # Their changelogs are listed in the topic table (runtime/kafka/topics.py); Faust creates them.
         self.steps = self.faust.Table(
-            "drift-steps", key_type=str, value_type=bytes, partitions=drift.partitions
+            STEPS_TABLE, key_type=str, value_type=bytes, partitions=drift.partitions
         )
         self.states = self.faust.Table(
-            "drift-state", key_type=str, value_type=bytes, partitions=drift.partitions
+            STATE_TABLE, key_type=str, value_type=bytes, partitions=drift.partitions
         )
         self.faust.agent(self.partials, name="drift-detect")(self._detect)
         self.faust.timer(drift.registry_refresh_s)(self._refresh)
@@ -213,20 +212,9 @@ def _state_publisher(settings: Settings) -> StatePublisher | None:
     return StatePublisher(client, settings.drift.redis_prefix, settings.drift.redis_ttl_s)
 
 
-def ensure_drift_topics(settings: Settings) -> None:
-    kafka, drift = settings.kafka, settings.drift
-    topics: list[tuple[str, int, dict[str, str]]] = [
-        (kafka.predictions_topic, kafka.log_partitions, {}),
-        (drift.partials_topic, drift.partitions, {"retention.ms": PARTIALS_RETENTION_MS}),
-        (drift.alerts_topic, 1, {}),
-        (drift.dead_letter_topic, 1, {}),
-    ]
-    ensure_topics(AdminClient(client_config(kafka)), topics, kafka.replication_factor)
-
-
 def run_drift(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code."""
-    ensure_drift_topics(settings)
+    ensure_topics(settings.kafka, drift_topics(settings))
     if settings.drift.metrics_port:
         from prometheus_client import start_http_server
 

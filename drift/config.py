@@ -11,15 +11,12 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from drift.layout import Layout, layout_for
+from runtime.errors import DriftConfigError
 from runtime.settings import DriftModelSettings, DriftSettings, DriftThresholds
 from schemas.model_metadata import ModelMetadata
 
 SkipReason = Literal["unknown_model", "no_baseline", "disabled"]
 T = TypeVar("T")
-
-
-class DriftConfigError(ValueError):
-    """Window settings that cannot work (the window is not a whole number of steps)."""
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,9 @@ import orjson
 from drift.alerting import AlertState, advance, to_alert
 from drift.config import Catalog, Plan
 from drift.evaluate import WindowReport, evaluate
-from drift.totals import Totals, TotalsMismatch, sum_totals
+from drift.totals import Totals, sum_totals
 from runtime.clock import Clock, now_ms
+from runtime.errors import TotalsMismatch
 from schemas.drift import DriftAlert
 
 

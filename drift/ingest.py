@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from drift import metrics
-from drift.aggregate import BadRecord, Collector, StepKey
+from drift.aggregate import Collector, StepKey
 from drift.config import Catalog
 from drift.detector import Partial
 from drift.totals import Totals
-from runtime.kafka import BrokerHealth, client_config
+from runtime.errors import BadRecord
+from runtime.kafka import LOG_READER, new_consumer
 from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -100,19 +101,8 @@ class LogReader:
         self.watermarks = Watermarks()
         self._sent: dict[tuple[str, str], int] = {}
         """Latest watermark sent per model version."""
-        self.health = BrokerHealth("drift-reader")
-        config = client_config(
-            settings.kafka,
-            **{
-                "group.id": settings.drift.reader_group,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "enable.partition.eof": True,
-                "fetch.max.bytes": 64 * 1024 * 1024,
-                "error_cb": self.health.on_error,
-            },
-        )
-        self._consumer = Consumer(config)
+        # LOG_READER never commits by itself: commit() does, once the batch's partials are acked.
+        self._consumer = new_consumer(settings.kafka, LOG_READER, {"group.id": settings.drift.reader_group})
         self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -17,13 +17,10 @@ import orjson
 
 from drift.layout import Layout
 from rtml_client.stats import FloatArray, IntArray
+from runtime.errors import TotalsMismatch
 
 _INT_FIELDS = ("bins", "present", "missing", "below", "above", "classes")
 _FLOAT_FIELDS = ("sums", "sums_sq")
-
-
-class TotalsMismatch(ValueError):
-    """Totals whose array sizes do not fit the layout (metadata changed, or a bad message)."""
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """Thin HTTP transport: parse, validate the envelope, call :class:`PredictionService`, render.
 
 Bodies are read as bytes and parsed with orjson (not pydantic) because this is
-the hot path; every error goes through one handler that renders
-``{"error": {"code", "message"}}`` with the error's status.
+the hot path. Every error answer is an error of :mod:`runtime.errors` (routing and
+validation failures are turned into one first), rendered by one handler with its
+class's status as ``{"error": {"code", "message"}}``, or as the Open Inference
+Protocol's ``{"error": "<message>"}`` when a ``/v2`` route raised it.
 """
 
 from __future__ import annotations
@@ -24,8 +26,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway import metrics
 from gateway.lifecycle import GatewayRuntime
 from gateway.service import Prediction
-from gateway.v2 import v2_router
-from runtime.errors import BadRequest, InvalidInput, PayloadTooLarge, RtmlError
+from gateway.v2 import error_body, is_v2_route, v2_router
+from runtime.errors import (
+    BadRequest,
+    InvalidInput,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RtmlError,
+    Unavailable,
+)
 from runtime.settings import Settings
 
 
@@ -33,8 +43,12 @@ def json_response(payload: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
 
 
-def error_response(error: RtmlError) -> Response:
-    return json_response(error.to_dict(), error.status)
+ROUTING_ERRORS: dict[int, type[RtmlError]] = {cls.status: cls for cls in (NotFound, MethodNotAllowed)}
+"""Starlette's routing failures by status; it raises no other here (another would be a BadRequest)."""
+
+
+def error_response(error: RtmlError, v2: bool = False) -> Response:
+    return json_response(error_body(error) if v2 else error.to_dict(), error.status)
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
@@ -206,7 +220,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def ready() -> Response:
         reasons = runtime.not_ready_reasons()
         body = {"ready": not reasons, "reasons": reasons, **runtime.readiness_details()}
-        return json_response(body, 200 if not reasons else 503)
+        return json_response(body, 200 if not reasons else Unavailable.status)
 
     @app.get("/metrics")
     async def prometheus() -> Response:
@@ -218,14 +232,15 @@ def create_app(settings: Settings) -> FastAPI:
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RtmlError)
-    async def rtml_error(_request: Request, exc: RtmlError) -> Response:
-        return error_response(exc)
+    async def rtml_error(request: Request, exc: RtmlError) -> Response:
+        route = request.scope.get("route")
+        return error_response(exc, v2=is_v2_route(getattr(route, "path", "")))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return json_response({"error": {"code": code, "message": str(exc.detail)}}, exc.status_code)
+    async def routing_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        # No route answered, so rtml's own body on every path (a 405 under /v2 included).
+        return error_response(ROUTING_ERRORS.get(exc.status_code, BadRequest)(str(exc.detail)))
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
-        return error_response(InvalidInput(str(exc.errors()[:1])))
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return await rtml_error(request, InvalidInput(str(exc.errors()[:1])))

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka.admin import AdminClient
 from redis.exceptions import RedisError
 
 from gateway import metrics
@@ -21,18 +20,19 @@ from gateway.model_table import ModelTable
 from gateway.replies import ReplyRouter
 from gateway.service import PredictionService
 from runtime.drift_state import aread_drift_state
-from runtime.errors import ModelNotFound, RtmlError, Unavailable
-from runtime.kafka import PolledProducer, client_config, delete_topics, ensure_topics
+from runtime.errors import DriftStateMissing, RtmlError, Unavailable
+from runtime.kafka import (
+    REQUEST_PRODUCER,
+    PolledProducer,
+    delete_topics,
+    ensure_topics,
+    gateway_topics,
+    reply_topic,
+)
 from runtime.registry import ModelRegistry
 from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
-
-REPLY_RETENTION_MS = "60000"  # replies are worthless after their deadline; keep the topic small
-
-
-class DriftStateMissing(ModelNotFound):
-    code = "not_found"
 
 
 @dataclass
@@ -46,20 +46,15 @@ class GatewayRuntime:
         self.instance_id = settings.gateway.instance_id or f"{socket.gethostname()}-{os.getpid()}"
         self.models = ModelTable(ModelRegistry(settings.registry.root).snapshot())
         kafka = settings.kafka
-        self._admin = AdminClient(client_config(kafka))
-        self.replies = ReplyRouter(kafka, f"{kafka.reply_topic_prefix}{self.instance_id}", self.instance_id)
+        self.replies = ReplyRouter(kafka, reply_topic(kafka, self.instance_id).name, self.instance_id)
         self.producer = PolledProducer(
-            client_config(
-                kafka,
-                **{
-                    "client.id": f"{self.instance_id}-requests",
-                    "enable.idempotence": True,
-                    "acks": "all",
-                    "linger.ms": 0,
-                    "message.timeout.ms": settings.gateway.max_timeout_ms,
-                },
-            ),
-            name="gateway-producer",
+            kafka,
+            REQUEST_PRODUCER,
+            {
+                "client.id": f"{self.instance_id}-requests",
+                # A request not acknowledged by the longest deadline has no caller left.
+                "message.timeout.ms": settings.gateway.max_timeout_ms,
+            },
         )
         self.cache = GatewayCache(settings.redis)
         self.service = PredictionService(settings, self.models, self.producer, self.replies, self.cache)
@@ -78,12 +73,7 @@ class GatewayRuntime:
 
     def _ensure_topics(self) -> None:
         kafka = self.settings.kafka
-        topics: list[tuple[str, int, dict[str, str]]] = [
-            (self.replies.topic, 1, {"retention.ms": REPLY_RETENTION_MS})
-        ]
-        topics += [(kafka.request_topic(name), kafka.request_partitions, {}) for name in self.models.names()]
-        topics.append((kafka.predictions_topic, kafka.log_partitions, {}))
-        ensure_topics(self._admin, topics, kafka.replication_factor)
+        ensure_topics(kafka, gateway_topics(kafka, self.instance_id, self.models.names()))
 
     async def stop(self) -> None:
         # uvicorn has already stopped accepting and let in-flight requests finish (or time out).
@@ -91,7 +81,7 @@ class GatewayRuntime:
         await asyncio.to_thread(self.producer.close, 5.0)
         await self.cache.close()
         if self.settings.gateway.delete_reply_topic_on_shutdown:
-            await asyncio.to_thread(delete_topics, self._admin, [self.replies.topic])
+            await asyncio.to_thread(delete_topics, self.settings.kafka, [self.replies.topic])
         log.info("gateway stopped", extra={"instance": self.instance_id})
 
     @contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from runtime.errors import ModelNotFound
+from runtime.errors import ModelNotFound, VersionNotFound
 from schemas.model_metadata import ModelMetadata
 
 
@@ -46,5 +46,5 @@ class ModelTable:
         metadata = entry.versions.get(version)
         if metadata is None:
             known = ", ".join(sorted(entry.versions, key=int))
-            raise ModelNotFound(f"model '{name}' has no version '{version}'; available versions: {known}")
+            raise VersionNotFound(f"model '{name}' has no version '{version}'; available versions: {known}")
         return metadata

@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from gateway import metrics
 from runtime.errors import Unavailable
-from runtime.kafka import client_config
+from runtime.kafka import REPLY_CONSUMER, new_consumer
 from runtime.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -33,17 +33,9 @@ Pending = dict[bytes, "asyncio.Future[bytes]"]
 class ReplyRouter:
     def __init__(self, kafka: KafkaSettings, topic: str, instance_id: str) -> None:
         self.topic = topic
-        self._config = client_config(
-            kafka,
-            **{
-                # Required by librdkafka, but never used to join or commit: we assign manually.
-                "group.id": f"rtml.gateway.{instance_id}",
-                "client.id": f"{instance_id}-replies",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": kafka.fetch_wait_max_ms,
-                "error_cb": lambda error: log.warning("reply consumer error", extra={"error": error.str()}),
-            },
-        )
+        self._kafka = kafka
+        # group.id is required by librdkafka, but never used to join or commit: we assign manually.
+        self._ids = {"group.id": f"rtml.gateway.{instance_id}", "client.id": f"{instance_id}-replies"}
         self._pending: Pending = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = threading.Event()
@@ -102,7 +94,7 @@ class ReplyRouter:
             consumer.close()
 
     def _assign(self) -> Consumer:
-        consumer = Consumer(self._config)
+        consumer = new_consumer(self._kafka, REPLY_CONSUMER, self._ids)
         deadline = time.monotonic() + 15.0
         while True:
             try:

@@ -22,7 +22,7 @@ from gateway.model_table import ModelTable
 from gateway.replies import ReplyRouter
 from runtime.cache_keys import cache_key, decode_value
 from runtime.clock import now_ms
-from runtime.errors import DeadlineExceeded, InvalidInput, RtmlError, Unavailable, from_code
+from runtime.errors import DeadlineExceeded, InvalidInput, RequestIdInUse, RtmlError, Unavailable, from_code
 from runtime.features import check_row, check_rows
 from runtime.kafka import PolledProducer
 from runtime.settings import Settings
@@ -30,12 +30,6 @@ from schemas.messages import Label
 from schemas.wire import encode_prediction_record, encode_request
 
 log = logging.getLogger(__name__)
-
-
-class RequestIdInUse(RtmlError):
-    status = 409
-    code = "conflict"
-    dead_letter_reason = "invalid_request"
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,16 @@
 """Open Inference Protocol (V2) REST endpoints, as Triton, KServe, MLServer and Seldon clients expect.
 
 Inference requests go through the same :class:`~gateway.service.PredictionService` as
-``/api/v1/predict`` (one Kafka message per request). Errors use the protocol's
-``{"error": "<message>"}`` body with rtml's status codes. Request tensors may be JSON
-``data`` (flat or nested, row-major) or the binary tensor extension
-(``Inference-Header-Content-Length``); responses are JSON.
+``/api/v1/predict`` (one Kafka message per request). Errors raised here are rendered
+by the gateway's one handler in the protocol's ``{"error": "<message>"}`` body
+(:func:`error_body`), with the status of their class in :mod:`runtime.errors`.
+Request tensors may be JSON ``data`` (flat or nested, row-major) or the binary tensor
+extension (``Inference-Header-Content-Length``); responses are JSON.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -20,9 +20,10 @@ from fastapi.responses import Response
 from gateway.lifecycle import GatewayRuntime
 from gateway.service import Prediction
 from runtime import __version__
-from runtime.errors import BadRequest, InvalidInput, PayloadTooLarge, RtmlError
+from runtime.errors import BadRequest, InvalidInput, PayloadTooLarge, RtmlError, Unavailable
 from schemas.model_metadata import ModelMetadata
 
+PREFIX = "/v2"
 NUMERIC_TYPES = {"FP32": "<f4", "FP64": "<f8", "INT64": "<i8", "INT32": "<i4", "FP16": "<f2"}
 BINARY_HEADER = "inference-header-content-length"
 
@@ -31,11 +32,14 @@ def _json(payload: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
 
 
-async def _guarded(call: Callable[[], Awaitable[Response]]) -> Response:
-    try:
-        return await call()
-    except RtmlError as exc:
-        return _json({"error": exc.message}, exc.status)
+def error_body(error: RtmlError) -> dict[str, str]:
+    """The protocol's error body; the status is the error's."""
+    return {"error": error.message}
+
+
+def is_v2_route(path: str) -> bool:
+    """Whether ``path`` (a route's path template) belongs to this protocol."""
+    return path == PREFIX or path.startswith(PREFIX + "/")
 
 
 def _tensor_metadata(metadata: ModelMetadata) -> dict[str, list[dict[str, Any]]]:
@@ -157,7 +161,7 @@ def _outputs(result: Prediction, metadata: ModelMetadata, wanted: list[str] | No
 
 
 def v2_router(runtime: GatewayRuntime, body_limit: int) -> APIRouter:
-    router = APIRouter(prefix="/v2")
+    router = APIRouter(prefix=PREFIX)
 
     def model_metadata(name: str, version: str | None) -> ModelMetadata:
         return runtime.models.resolve(name, version)
@@ -173,7 +177,7 @@ def v2_router(runtime: GatewayRuntime, body_limit: int) -> APIRouter:
     @router.get("/health/ready")
     async def ready() -> Response:
         ok = not runtime.not_ready_reasons()
-        return _json({"ready": ok}, 200 if ok else 503)
+        return _json({"ready": ok}, 200 if ok else Unavailable.status)
 
     async def describe(name: str, version: str | None) -> Response:
         metadata = model_metadata(name, version)
@@ -189,24 +193,24 @@ def v2_router(runtime: GatewayRuntime, body_limit: int) -> APIRouter:
 
     @router.get("/models/{name}")
     async def model(name: str) -> Response:
-        return await _guarded(lambda: describe(name, None))
+        return await describe(name, None)
 
     @router.get("/models/{name}/versions/{version}")
     async def model_version(name: str, version: str) -> Response:
-        return await _guarded(lambda: describe(name, version))
+        return await describe(name, version)
 
     async def model_ready(name: str, version: str | None) -> Response:
         model_metadata(name, version)
         ok = not runtime.not_ready_reasons()
-        return _json({"name": name, "ready": ok}, 200 if ok else 503)
+        return _json({"name": name, "ready": ok}, 200 if ok else Unavailable.status)
 
     @router.get("/models/{name}/ready")
     async def ready_latest(name: str) -> Response:
-        return await _guarded(lambda: model_ready(name, None))
+        return await model_ready(name, None)
 
     @router.get("/models/{name}/versions/{version}/ready")
     async def ready_version(name: str, version: str) -> Response:
-        return await _guarded(lambda: model_ready(name, version))
+        return await model_ready(name, version)
 
     async def infer(request: Request, name: str, version: str | None) -> Response:
         body = await request.body()
@@ -240,11 +244,11 @@ def v2_router(runtime: GatewayRuntime, body_limit: int) -> APIRouter:
 
     @router.post("/models/{name}/infer")
     async def infer_latest(name: str, request: Request) -> Response:
-        return await _guarded(lambda: infer(request, name, None))
+        return await infer(request, name, None)
 
     @router.post("/models/{name}/versions/{version}/infer")
     async def infer_version(name: str, version: str, request: Request) -> Response:
-        return await _guarded(lambda: infer(request, name, version))
+        return await infer(request, name, version)
 
     return router
 

@@ -11,30 +11,10 @@ TorchScript and ``torch.nn.Module`` + input spec (extra ``torch``), MLflow
 ``models:/NAME/VERSION`` and ``models:/NAME@ALIAS`` (extra ``mlflow``), and
 in-memory model objects. Pickles run code when loaded: they are loaded here, offline,
 never by the serving path, and must come from a trusted source.
+
+Errors: the :class:`~runtime.errors.ModelImportError` branch of :mod:`runtime.errors`.
 """
 
 from importers.api import ImportOptions, ImportResult, import_model
-from importers.errors import (
-    BadSample,
-    MissingExtra,
-    ModelImportError,
-    NotAModel,
-    ParityFailed,
-    SourceNotFound,
-    UnreadableModel,
-    UnsupportedModel,
-)
 
-__all__ = [
-    "BadSample",
-    "ImportOptions",
-    "ImportResult",
-    "MissingExtra",
-    "ModelImportError",
-    "NotAModel",
-    "ParityFailed",
-    "SourceNotFound",
-    "UnreadableModel",
-    "UnsupportedModel",
-    "import_model",
-]
+__all__ = ["ImportOptions", "ImportResult", "import_model"]

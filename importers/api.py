@@ -1,6 +1,6 @@
 """``import_model``: convert a model to ONNX, prove parity, register it.
 
-Steps (each raises a :mod:`importers.errors` error, leaving the registry untouched):
+Steps (each raises a :class:`runtime.errors.ModelImportError`, leaving the registry untouched):
 detect the source format -> convert (one module per format) -> draw the parity sample ->
 run original and ONNX on it -> build ModelMetadata (source, parity report, baselines) ->
 ``ModelRegistry.register`` (atomic).
@@ -17,8 +17,8 @@ import numpy as np
 
 from importers import onnx_tools, parity, sampling, sources
 from importers.baselines import features_baseline, output_baseline
-from importers.errors import BadSample
 from importers.model import Converted, Outputs, Task
+from runtime.errors import BadSample
 from runtime.registry import ModelRegistry
 from schemas.model_metadata import AUTO_VERSION, Baseline, ModelMetadata, ParityReport, SourceDetails
 

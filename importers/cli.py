@@ -34,9 +34,9 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_import(registry: ModelRegistry, args: argparse.Namespace) -> int:
-    from importers import ImportOptions, ModelImportError, ParityFailed, import_model
+    from importers import ImportOptions, import_model
     from importers.parity import describe
-    from runtime.registry import RegistryError
+    from runtime.errors import ModelImportError, ParityFailed, RegistryError
 
     if not args.name or not args.import_name:
         print("usage: rtml models import SOURCE --name NAME [--version V] [--sample CSV]", file=sys.stderr)
@@ -56,7 +56,8 @@ def run_import(registry: ModelRegistry, args: argparse.Namespace) -> int:
     try:
         result = import_model(args.name, args.import_name, registry, options)
     except ParityFailed as exc:
-        print(describe(exc.report), file=sys.stderr)
+        if exc.report is not None:
+            print(describe(exc.report), file=sys.stderr)
         print(f"error: {exc.message}; nothing was registered", file=sys.stderr)
         return 1
     except (ModelImportError, RegistryError) as exc:

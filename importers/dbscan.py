@@ -18,8 +18,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from importers.errors import UnsupportedModel
 from importers.model import INPUT_NAME, LABEL, Outputs, Signature
+from runtime.errors import UnsupportedModel
 
 
 def check(model: Any) -> tuple[np.ndarray, np.ndarray, float]:

@@ -34,7 +34,8 @@ from importers import parity
 from importers.baselines import N_BINS, bin_edges, compute_baseline, feature_baseline
 from importers.model import Outputs, Signature
 from importers.sklearn_source import to_onnx_bytes as _sklearn_to_onnx
-from runtime.registry import ModelNotFound, ModelRegistry, VersionExists
+from runtime.errors import ModelNotFound, ParityFailed, VersionExists
+from runtime.registry import ModelRegistry
 from schemas.model_metadata import ModelMetadata, ParityReport
 
 SEED = 42
@@ -49,7 +50,6 @@ PROBA_TOLERANCE = 1e-4
 __all__ = [  # baselines moved to importers.baselines; re-exported for existing callers
     "DEMOS",
     "N_BINS",
-    "ParityError",
     "bin_edges",
     "build_demo_model",
     "check_parity",
@@ -58,10 +58,6 @@ __all__ = [  # baselines moved to importers.baselines; re-exported for existing 
     "to_onnx_bytes",
     "train_demo_models",
 ]
-
-
-class ParityError(RuntimeError):
-    """The ONNX model does not reproduce scikit-learn's predictions."""
 
 
 @dataclass(frozen=True)
@@ -322,19 +318,19 @@ def parity_report(onnx_bytes: bytes, model: Any, X: np.ndarray) -> ParityReport:
 
 
 def check_parity(name: str, onnx_bytes: bytes, model: Any, X: np.ndarray) -> np.ndarray:
-    """Raise ParityError unless ONNX reproduces ``model`` on X; returns the probabilities."""
+    """Raise ParityFailed unless ONNX reproduces ``model`` on X; returns the probabilities."""
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     labels, proba = session.run([LABEL_OUTPUT, PROBA_OUTPUT], {INPUT_NAME: X})
     expected = model.predict(X)
     wrong = np.flatnonzero(labels != expected)
     if wrong.size:
-        raise ParityError(
+        raise ParityFailed(
             f"{name}: ONNX labels differ from scikit-learn on {wrong.size} of {len(X)} rows "
             f"(first: row {wrong[0]}, {labels[wrong[0]]} != {expected[wrong[0]]})"
         )
     gap = float(np.max(np.abs(proba - model.predict_proba(X))))
     if gap > PROBA_TOLERANCE:
-        raise ParityError(
+        raise ParityFailed(
             f"{name}: ONNX probabilities differ from scikit-learn by {gap:.1e} (> {PROBA_TOLERANCE})"
         )
     return np.asarray(proba, dtype=np.float64)

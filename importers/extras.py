@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
-from importers.errors import MissingExtra
+from runtime.errors import MissingExtra
 
 EXTRAS = {
     "skl2onnx": "train",
@@ -18,6 +19,15 @@ EXTRAS = {
     "mlflow": "mlflow",
 }
 """Top-level module -> the rtml extra that installs it (see pyproject.toml)."""
+
+
+def missing_extra(purpose: str, *modules: str) -> MissingExtra | None:
+    """The MissingExtra of the first top-level ``modules`` not installed (None: all are), found
+    without importing them."""
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            return MissingExtra(module, EXTRAS.get(module, module), purpose)
+    return None
 
 
 def require(module: str, purpose: str) -> ModuleType:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from importers.errors import UnsupportedModel
 from importers.model import INPUT_NAME, LABEL, PROBABILITIES, VALUE, Outputs, Signature, Task
 from importers.onnx_tools import add_scores_head, add_value_head, normalized_bytes
+from runtime.errors import UnsupportedModel
 
 PROBE_ROWS = 64
 

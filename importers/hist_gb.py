@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from importers.errors import UnsupportedModel
+from runtime.errors import UnsupportedModel
 
 _registered = False
 

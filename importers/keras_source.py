@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from importers import heads
-from importers.errors import UnreadableModel, UnsupportedModel
 from importers.extras import require
 from importers.model import INPUT_NAME, Converted, Outputs
 from importers.onnx_tools import TARGET_OPSET, versions
+from runtime.errors import UnreadableModel, UnsupportedModel
 
 if TYPE_CHECKING:
     from importers.api import ImportOptions

@@ -16,9 +16,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from importers.errors import SourceNotFound, UnreadableModel, UnsupportedModel
 from importers.extras import require
 from importers.model import Converted, SampleHints
+from runtime.errors import SourceNotFound, UnreadableModel, UnsupportedModel
 from schemas.model_metadata import MlflowSource, SourceDetails
 
 if TYPE_CHECKING:

@@ -14,9 +14,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from importers.errors import UnreadableModel, UnsupportedModel
 from importers.model import Converted, Outputs, Signature, Task
 from importers.onnx_tools import predict, session, versions
+from runtime.errors import UnreadableModel, UnsupportedModel
 
 _FLOATS = (TensorProto.FLOAT, TensorProto.DOUBLE)
 _LABELS = (TensorProto.INT64, TensorProto.INT32, TensorProto.STRING)

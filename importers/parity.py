@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from importers.errors import ParityFailed
 from importers.model import Outputs, Signature
+from runtime.errors import ParityFailed
 from schemas.model_metadata import ParityReport
 
 DEFAULT_TOLERANCE = 1e-4

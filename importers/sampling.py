@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from importers.errors import BadSample
 from importers.model import SampleHints
+from runtime.errors import BadSample
 
 SampleSource = Literal["user", "model_statistics", "synthetic"]
 DEFAULT_ROWS = 256

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from importers import dbscan, hist_gb, sampling
-from importers.errors import NotAModel, UnreadableModel, UnsupportedModel
 from importers.extras import require
 from importers.model import (
     DISTANCES,
@@ -27,6 +26,7 @@ from importers.model import (
     Signature,
 )
 from importers.onnx_tools import TARGET_OPSET, normalized_bytes, rename_values, versions
+from runtime.errors import NotAModel, UnreadableModel, UnsupportedModel
 
 FRAMEWORK_DISTS = ("scikit-learn", "skl2onnx")
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from importers.errors import SourceNotFound, UnsupportedModel
 from importers.model import Converted
+from runtime.errors import SourceNotFound, UnsupportedModel
 from schemas.model_metadata import SourceDetails
 
 if TYPE_CHECKING:

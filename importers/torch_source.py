@@ -17,10 +17,10 @@ import numpy as np
 import onnx
 
 from importers import heads
-from importers.errors import NotAModel, UnreadableModel, UnsupportedModel
 from importers.extras import require
 from importers.model import INPUT_NAME, Converted, Outputs
 from importers.onnx_tools import TARGET_OPSET, versions
+from runtime.errors import NotAModel, UnreadableModel, UnsupportedModel
 
 if TYPE_CHECKING:
     from importers.api import ImportOptions

@@ -1,13 +1,13 @@
 """The ``rtml`` command line: every component starts on its own from here.
 
-rtml run                         whole stack with demo models (make run)
+rtml run [--worker-metrics-port P]... [--drift-metrics-port P]   whole stack with demo models (make run)
 rtml gateway                     HTTP gateway
 rtml worker --model NAME|all     a worker process (repeat --model to host several)
 rtml infra up|down|status        local Kafka (KRaft) and Redis on 127.0.0.1
 rtml models train-demo|list|show the model registry
 rtml models import SOURCE --name NAME [--sample data.csv]   convert to ONNX, prove parity, register
-rtml topics ensure               create request/log/dead-letter topics
-rtml schemas export [--check]    JSON Schema files for non-Python producers
+rtml topics ensure               create every topic (requests per model, log, dead letters, drift)
+rtml schemas export [--out DIR] [--check]   JSON Schema files for non-Python producers
 rtml drift                       drift detection over the prediction log (Faust app)
 rtml alerts tail|forward         print drift alerts / deliver them to Slack and PagerDuty
 rtml predict MODEL --features ... | --csv IN --out OUT   predict through a gateway (client SDK)
@@ -20,13 +20,28 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from runtime.errors import SettingsError
 from runtime.settings import Settings, load_settings
 
 
 def _parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rtml", description="Real-time ML model serving over Kafka.")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="start Kafka, Redis, demo models, two workers and the gateway")
+    run = commands.add_parser("run", help="start Kafka, Redis, demo models, two workers and the gateway")
+    run.add_argument(
+        "--worker-metrics-port",
+        dest="worker_metrics_ports",
+        type=int,
+        action="append",
+        metavar="PORT",
+        help="Prometheus port of one worker, given once per worker (default: 9101, 9102; 0: none)",
+    )
+    run.add_argument(
+        "--drift-metrics-port",
+        type=int,
+        metavar="PORT",
+        help="Prometheus port of the drift app (default: 9111)",
+    )
     commands.add_parser("gateway", help="run the HTTP gateway")
     from workers.main import add_arguments as add_worker_arguments
 
@@ -47,7 +62,14 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     topics.add_argument("action", choices=["ensure"])
     schemas = commands.add_parser("schemas", help="message schemas")
     schemas.add_argument("action", choices=["export"])
-    schemas.add_argument("--check", action="store_true", help="fail if the committed export is stale")
+    schemas.add_argument("--check", action="store_true", help="fail if the export in DIR is stale")
+    schemas.add_argument(
+        "--out",
+        metavar="DIR",
+        help="directory of the <name>.schema.json files ('-': print them as one JSON document). "
+        "Default: the checkout's schemas/json; for an installed rtml, '-' (and --check compares "
+        "the copy shipped in the package)",
+    )
     commands.add_parser("drift", help="drift detection over the prediction log (Faust app)")
     from drift.main import add_alert_arguments
 
@@ -75,7 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     command = next((word for word in words if not word.startswith("-")), None)
     args = _parser(command).parse_args(words)
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"rtml {args.command}: {exc}", file=sys.stderr)
+        return 2
     from runtime.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_json, process=args.command)
@@ -83,10 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return handler(settings, args)
 
 
-def _run(settings: Settings, _args: argparse.Namespace) -> int:
-    from rtml.run import run_stack
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from rtml.run import MetricsPorts, run_stack
 
-    return run_stack(settings)
+    return run_stack(settings, MetricsPorts.from_args(args.worker_metrics_ports, args.drift_metrics_port))
 
 
 def _gateway(settings: Settings, _args: argparse.Namespace) -> int:
@@ -123,6 +149,11 @@ def _models(settings: Settings, args: argparse.Namespace) -> int:
 
     registry = ModelRegistry(settings.registry.root)
     if args.action == "train-demo":
+        from importers.extras import missing_extra
+
+        if missing := missing_extra("rtml models train-demo", "sklearn", "skl2onnx"):
+            print(missing.message, file=sys.stderr)
+            return 2
         from importers.demo_models import train_demo_models
 
         for metadata in train_demo_models(registry, force=args.force):
@@ -177,20 +208,31 @@ def _client(_settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _topics(settings: Settings, _args: argparse.Namespace) -> int:
-    from runtime.kafka import ensure_serving_topics
+    from runtime.kafka import ensure_topics, topic_table
     from runtime.registry import ModelRegistry
 
-    ensure_serving_topics(settings.kafka, ModelRegistry(settings.registry.root).list_models())
+    table = topic_table(settings, ModelRegistry(settings.registry.root).list_models())
+    ensure_topics(settings.kafka, [spec for spec in table if spec.created_by == "rtml"])
     return 0
 
 
 def _schemas(_settings: Settings, args: argparse.Namespace) -> int:
-    from schemas.export import export_json_schemas
+    from pathlib import Path
 
-    stale = export_json_schemas(check=args.check)
-    if stale:
-        print(f"stale JSON Schema export: {', '.join(stale)}; run `rtml schemas export`", file=sys.stderr)
-        return 1
+    from schemas.export import EXPORT_DIR, checkout_export_dir, export_json_schemas, render_all
+
+    if args.check:
+        directory = Path(args.out) if args.out not in (None, "-") else EXPORT_DIR
+        stale = export_json_schemas(check=True, directory=directory)
+        if stale:
+            print(f"stale JSON Schema export in {directory}: {', '.join(stale)}", file=sys.stderr)
+            return 1
+        return 0
+    out = args.out or checkout_export_dir() or "-"
+    if out == "-":
+        sys.stdout.buffer.write(render_all())
+        return 0
+    export_json_schemas(directory=Path(out))
     return 0
 
 

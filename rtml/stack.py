@@ -3,6 +3,11 @@
 Used by ``rtml run`` (``make run``), by the end-to-end tests and by the
 benchmarks, so all three exercise the same command lines an operator runs.
 Only processes started here are ever signalled, by the PID we got at spawn.
+
+A child that exits while others wait for it to become ready raises
+:class:`~runtime.errors.StartupFailed` naming the child, its exit code and the last
+lines of its log (:meth:`Child.exit_report`); a wait that runs out raises
+:class:`~runtime.errors.StartupTimeout`.
 """
 
 from __future__ import annotations
@@ -16,8 +21,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from runtime.errors import StartupFailed, StartupTimeout
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +57,20 @@ class Child:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+    def exit_report(self, lines: int = 30) -> str:
+        """``<name> exited with code N; last lines of <log>:`` and those lines."""
+        tail = self.log_tail(lines) or "(empty)"
+        return (
+            f"{self.name} exited with code {self.process.returncode}; last lines of {self.log_path}:\n{tail}"
+        )
+
+
+def check_alive(children: Iterable[Child]) -> None:
+    """Raise :class:`StartupFailed` with the exit report of the first child that has exited."""
+    for child in children:
+        if not child.alive:
+            raise StartupFailed(child.exit_report())
 
 
 @dataclass
@@ -101,20 +123,20 @@ def _fails(request: urllib.request.Request, timeout_s: float) -> str | None:
         return str(exc)
 
 
-def wait_http_ok(url: str, timeout_s: float, child: Child | None = None) -> None:
-    """Poll ``url`` until it answers 200; fail early if ``child`` dies."""
+def wait_http_ok(url: str, timeout_s: float, child: Child | None = None, watch: Iterable[Child] = ()) -> None:
+    """Poll ``url`` until it answers 200; fail early if ``child`` (or any of ``watch``) exits."""
+    watched = [*([child] if child is not None else []), *watch]
     deadline = time.monotonic() + timeout_s
     last = "no answer"
     while time.monotonic() < deadline:
-        if child is not None and not child.alive:
-            raise RuntimeError(f"{child.name} exited with {child.process.returncode}:\n{child.log_tail()}")
+        check_alive(watched)
         failure = _fails(urllib.request.Request(url), timeout_s=2)  # noqa: S310 - our own loopback URL
         if failure is None:
             return
         last = failure
         time.sleep(0.2)
-    tail = f"\n{child.log_tail()}" if child is not None else ""
-    raise TimeoutError(f"{url} not ready after {timeout_s:.0f}s ({last}){tail}")
+    tail = f"; last lines of {child.log_path}:\n{child.log_tail()}" if child is not None else ""
+    raise StartupTimeout(f"{url} not ready after {timeout_s:.0f}s ({last}){tail}")
 
 
 def wait_prediction_ok(base_url: str, timeout_s: float, children: list[Child]) -> None:
@@ -130,9 +152,7 @@ def wait_prediction_ok(base_url: str, timeout_s: float, children: list[Child]) -
     deadline = time.monotonic() + timeout_s
     last = "no answer"
     while time.monotonic() < deadline:
-        dead = [child for child in children if not child.alive]
-        if dead:
-            raise RuntimeError(f"{dead[0].name} exited:\n{dead[0].log_tail()}")
+        check_alive(children)
         request = urllib.request.Request(  # noqa: S310 - our own loopback URL
             f"{base_url}/api/v1/predict", data=body, headers={"Content-Type": "application/json"}
         )
@@ -141,4 +161,4 @@ def wait_prediction_ok(base_url: str, timeout_s: float, children: list[Child]) -
             return
         last = failure
         time.sleep(0.5)
-    raise TimeoutError(f"no prediction answered after {timeout_s:.0f}s ({last})")
+    raise StartupTimeout(f"no prediction answered after {timeout_s:.0f}s ({last})")

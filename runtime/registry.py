@@ -5,15 +5,8 @@ writes into a hidden temporary directory inside ``root`` and renames it into pla
 Directories whose names start with "." or that lack metadata.json are ignored.
 Nothing here unpickles anything: models are stored and loaded as ONNX only.
 
-Errors (all :class:`runtime.errors.RtmlError`; not-found ones are also
-:class:`runtime.errors.ModelNotFound`, so the gateway maps them to 404)::
-
-    RegistryError
-    ├── ModelNotFound        unknown or malformed model name
-    │   └── VersionNotFound  known model, unknown version
-    ├── VersionExists        register() of a version that is already there
-    ├── InvalidModel         ONNX bytes or metadata.json that fail validation
-    └── ChecksumMismatch     model.onnx differs from metadata.onnx_sha256
+Errors: the :class:`~runtime.errors.RegistryError` branch of :mod:`runtime.errors`
+(ModelNotFound, VersionNotFound, VersionExists, InvalidModel, ChecksumMismatch).
 """
 
 from __future__ import annotations
@@ -30,7 +23,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from runtime import errors
+from runtime.errors import (
+    ChecksumMismatch,
+    InvalidModel,
+    ModelNotFound,
+    RegistryError,
+    VersionExists,
+    VersionNotFound,
+)
 from schemas.model_metadata import AUTO_VERSION, NAME_PATTERN, VERSION_PATTERN, ModelMetadata
 
 log = logging.getLogger(__name__)
@@ -40,32 +40,6 @@ METADATA_FILE = "metadata.json"
 _NAME_RE = re.compile(NAME_PATTERN)
 _VERSION_RE = re.compile(VERSION_PATTERN)
 _MAX_ATTEMPTS = 100
-
-
-class RegistryError(errors.RtmlError):
-    """Base of every registry error."""
-
-
-class ModelNotFound(RegistryError, errors.ModelNotFound):
-    """No model of that name is registered."""
-
-
-class VersionNotFound(ModelNotFound):
-    """The model exists but not in that version."""
-
-
-class VersionExists(RegistryError):
-    status = 409
-    code = "version_exists"
-
-
-class InvalidModel(RegistryError):
-    status = 422
-    code = "invalid_model"
-
-
-class ChecksumMismatch(RegistryError):
-    code = "model_error"
 
 
 def sha256_hex(data: bytes) -> str:

@@ -1,10 +1,19 @@
 """One frozen settings object per process.
 
 Sources, highest priority first: keyword arguments, ``RTML_*`` environment
-variables (nested with ``__``: ``RTML_KAFKA__BOOTSTRAP_SERVERS``), the YAML file
-named by ``RTML_CONFIG`` (default ``config/default.yaml``), then field defaults.
-The conventional ``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL`` are honoured too,
-so an existing broker or Redis server can be used without rtml-specific names.
+variables (nested with ``__``: ``RTML_KAFKA__BOOTSTRAP_SERVERS``), the conventional
+``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL``, the YAML file named by ``RTML_CONFIG``
+(none when unset; relative paths in it resolve against its directory), then field
+defaults. Directories default to per-user XDG locations, never the installed package.
+
+Refused, each with a message naming the key (:class:`SettingsError` from :func:`load_settings`):
+a YAML key or ``RTML_*`` variable that names no setting (``RTML_CONFIG``, ``RTML_URL`` and
+``RTML_API_KEY`` are not settings and are let through); values out of range; pairs that
+disagree (a default timeout over the maximum, a drift window that is not whole steps, ...);
+and with ``env: production``, the developer defaults listed in
+:data:`runtime.settings_checks.PRODUCTION_EXPLICIT` (all of them named in one error).
+:mod:`runtime.settings_sources` reads the sources; :mod:`runtime.settings_checks` holds the
+rules between fields.
 
 Build it in ``main()`` with :func:`load_settings`, never at import time.
 """
@@ -13,18 +22,31 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    YamlConfigSettingsSource,
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+from runtime import settings_checks as checks
+from runtime.errors import SettingsError
+from runtime.settings_sources import (
+    ConventionalEnvSource,
+    config_file,
+    describe,
+    read_config,
+    refuse_unknown,
+    unknown_env_vars,
+    xdg_dir,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config" / "default.yaml"
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -49,6 +71,9 @@ class KafkaSettings(BaseModel):
     """fetch.wait.max.ms of the request and reply consumers: how long the broker may hold an
     empty fetch. The broker answers a held fetch as soon as data arrives, so this bounds idle
     fetch traffic, not latency (see bench/RESULTS.md)."""
+    delivery_timeout_ms: int = Field(default=30000, ge=1000)
+    """message.timeout.ms of the durable producers (log, dead letters, alert dead letters): a write
+    unacknowledged by then fails. The worker's waits for acknowledgements derive from it."""
     replication_factor: int = Field(default=1, ge=1)
     """Replication factor for topics rtml creates."""
     security: dict[str, str] = Field(default_factory=dict)
@@ -102,6 +127,15 @@ class GatewaySettings(BaseModel):
     backlog: int = Field(default=2048, ge=1)
     """Listen backlog (connections accepted by the kernel before the server takes them)."""
 
+    @model_validator(mode="after")
+    def _default_within_max(self) -> Self:
+        if self.default_timeout_ms > self.max_timeout_ms:
+            raise ValueError(
+                f"default_timeout_ms ({self.default_timeout_ms}) exceeds "
+                f"max_timeout_ms ({self.max_timeout_ms})"
+            )
+        return self
+
 
 class WorkerSettings(BaseModel):
     model_config = _FROZEN
@@ -131,23 +165,33 @@ class WorkerSettings(BaseModel):
 class RegistrySettings(BaseModel):
     model_config = _FROZEN
 
-    root: Path = PROJECT_ROOT / "models"
-    """Directory holding models/<name>/<version>/{model.onnx,metadata.json}."""
+    root: Path = Field(default_factory=lambda: xdg_dir("XDG_DATA_HOME", ".local/share", "models"))
+    """Directory holding <name>/<version>/{model.onnx,metadata.json}; default
+    $XDG_DATA_HOME/rtml/models (~/.local/share/rtml/models)."""
 
 
 class InfraSettings(BaseModel):
     model_config = _FROZEN
 
-    state_dir: Path = PROJECT_ROOT / ".rtml"
-    """Data, logs and PID files of locally provisioned Kafka and Redis."""
-    cache_dir: Path = PROJECT_ROOT / ".cache"
-    """Downloaded Kafka jars (kept across runs)."""
+    state_dir: Path = Field(default_factory=lambda: xdg_dir("XDG_STATE_HOME", ".local/state"))
+    """Data, logs and PID files of locally provisioned Kafka and Redis, logs of `rtml run` and
+    the drift app's data directory; default $XDG_STATE_HOME/rtml (~/.local/state/rtml)."""
+    cache_dir: Path = Field(default_factory=lambda: xdg_dir("XDG_CACHE_HOME", ".cache"))
+    """Downloaded Kafka jars (kept across runs); default $XDG_CACHE_HOME/rtml (~/.cache/rtml)."""
     kafka_port: int = Field(default=9092, ge=1, le=65535)
     """Port of the local Kafka broker listener (127.0.0.1)."""
     kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
     """Port of the local KRaft controller listener."""
     redis_port: int = Field(default=6379, ge=1, le=65535)
     """Port of the local Redis server."""
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> Self:
+        ports = {"kafka_port": self.kafka_port, "kafka_controller_port": self.kafka_controller_port}
+        ports["redis_port"] = self.redis_port
+        if len(set(ports.values())) < len(ports):
+            raise ValueError(f"the local services need three different ports; got {ports}")
+        return self
 
 
 class DriftThreshold(BaseModel):
@@ -157,6 +201,12 @@ class DriftThreshold(BaseModel):
     """Over this (and significant after the multiple-testing correction) counts as drift."""
     critical: float = Field(ge=0)
     """Over this the alert's severity is critical."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.warning > self.critical:
+            raise ValueError(f"warning ({self.warning}) exceeds critical ({self.critical})")
+        return self
 
 
 class DriftThresholds(BaseModel):
@@ -259,12 +309,17 @@ class DriftSettings(BaseModel):
     forward_timeout_s: float = Field(default=10.0, gt=0)
     """HTTP timeout of one delivery attempt."""
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        checks.refuse(checks.drift_problems(self))
+        return self
+
 
 class Settings(BaseSettings):
     """Everything one rtml process reads from its environment."""
 
     model_config = SettingsConfigDict(
-        env_prefix="RTML_", env_nested_delimiter="__", frozen=True, extra="ignore"
+        env_prefix="RTML_", env_nested_delimiter="__", frozen=True, extra="forbid"
     )
 
     env: Literal["development", "test", "production"] = "development"
@@ -277,14 +332,19 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     gateway: GatewaySettings = GatewaySettings()
     worker: WorkerSettings = WorkerSettings()
-    registry: RegistrySettings = RegistrySettings()
-    infra: InfraSettings = InfraSettings()
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    infra: InfraSettings = Field(default_factory=InfraSettings)
     drift: DriftSettings = DriftSettings()
 
     @field_validator("log_level")
     @classmethod
     def _upper(cls, value: str) -> str:
         return value.upper()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        checks.refuse(checks.topic_problems(self) + checks.production_problems(self))
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -295,27 +355,17 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        config_file = Path(os.environ.get("RTML_CONFIG", str(DEFAULT_CONFIG_FILE)))
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if config_file.is_file():
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
-        return tuple(sources)
-
-
-def _conventional_overrides() -> dict[str, Any]:
-    """Map KAFKA_BOOTSTRAP_SERVERS / REDIS_URL onto settings unless RTML_* says otherwise."""
-    overrides: dict[str, Any] = {}
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if bootstrap and "RTML_KAFKA__BOOTSTRAP_SERVERS" not in os.environ:
-        overrides["RTML_KAFKA__BOOTSTRAP_SERVERS"] = bootstrap
-    redis_url = os.environ.get("REDIS_URL")
-    if redis_url and "RTML_REDIS__URL" not in os.environ:
-        overrides["RTML_REDIS__URL"] = redis_url
-    return overrides
+        path = config_file(os.environ)
+        data, problems = read_config(settings_cls, path) if path else ({}, [])
+        refuse_unknown(unknown_env_vars(settings_cls, os.environ) + problems)
+        yaml_source = InitSettingsSource(settings_cls, data)
+        return init_settings, env_settings, ConventionalEnvSource(settings_cls, os.environ), yaml_source
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build the process's settings; call once from ``main()``."""
-    for key, value in _conventional_overrides().items():
-        os.environ.setdefault(key, value)
-    return Settings(**overrides)
+    """Build the process's settings; call once from ``main()``. Raises :class:`SettingsError`
+    naming every offending key. Reads the environment, never writes it."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(describe(exc)) from None

@@ -1,11 +1,13 @@
 """Export the message and metadata schemas as JSON Schema for non-Python producers.
 
-``rtml schemas export`` writes ``schemas/json/<name>.schema.json``; with
-``--check`` it writes nothing and reports files that differ (CI runs this).
+``rtml schemas export`` writes ``schemas/json/<name>.schema.json`` of the checkout (``--out DIR``
+elsewhere; an installed package prints them, its own copy being package data); with ``--check``
+it writes nothing and reports files that differ (CI runs this).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import orjson
@@ -20,6 +22,19 @@ EXPORT_DIR = Path(__file__).resolve().parent / "json"
 
 def all_schemas() -> dict[str, type[BaseModel]]:
     return {**ALL_MESSAGES, **ALL_DRIFT_MESSAGES, "model_metadata": ModelMetadata}
+
+
+def checkout_export_dir() -> Path | None:
+    """``schemas/json`` when this package is a source checkout's (a pyproject.toml beside it) and
+    writable; None for an installed package, whose directory is not ours to write."""
+    in_checkout = (EXPORT_DIR.parent.parent / "pyproject.toml").is_file()
+    return EXPORT_DIR if in_checkout and os.access(EXPORT_DIR.parent, os.W_OK) else None
+
+
+def render_all() -> bytes:
+    """Every schema in one JSON document keyed by file name, for ``--out -``."""
+    schemas = {f"{name}.schema.json": orjson.loads(render(model)) for name, model in all_schemas().items()}
+    return orjson.dumps(schemas, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
 
 
 def render(model: type[BaseModel]) -> bytes:

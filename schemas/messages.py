@@ -1,9 +1,9 @@
 """Every Kafka message rtml reads or writes.
 
-These pydantic models are the contract. Hot paths encode and decode plain dicts
-with orjson for speed (``workers.codec``, ``gateway.replies``); the round-trip
-tests check those dicts against these models, and ``rtml schemas export``
-writes them as JSON Schema for producers in other languages.
+These pydantic models are the contract. Hot paths encode plain dicts with orjson
+for speed (``schemas.wire``, ``workers.codec``); ``tests/unit/test_encoders.py``
+checks every such encoder against these models and against the JSON Schema that
+``rtml schemas export`` writes for producers in other languages.
 
 Topics:
 - ``rtml.requests.<model>``: :class:`PredictRequest` (gateway or any producer)

@@ -1,7 +1,7 @@
 """Fast encoders for the messages several processes write (plain dicts + orjson).
 
-Each mirrors a model in :mod:`schemas.messages`; ``tests/unit/test_schemas.py`` checks
-that what they produce validates against it.
+Each mirrors a model in :mod:`schemas.messages`; ``tests/unit/test_encoders.py`` checks
+(hypothesis) that what they produce validates against it and against its JSON Schema export.
 """
 
 from __future__ import annotations

@@ -26,8 +26,9 @@ from typing import Any
 
 import pytest
 
-from rtml.infra import PrerequisiteMissing, external_kafka, external_redis, kafka, redis
+from rtml.infra import external_kafka, external_redis, kafka, redis
 from rtml.infra.process import free_ports
+from runtime.errors import PrerequisiteMissing
 from runtime.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ import orjson
 from confluent_kafka import Consumer, Producer
 
 from runtime.kafka import committed_lag as kafka_lag
+from runtime.settings import KafkaSettings
 
 
 def produce(bootstrap: str, topic: str, values: list[bytes], key: bytes | None = None) -> None:
@@ -52,4 +53,4 @@ def read_topic(
 
 def committed_lag(bootstrap: str, group: str, topic: str) -> int:
     """Messages in ``topic`` not yet committed by ``group`` (all partitions)."""
-    return kafka_lag({"bootstrap.servers": bootstrap}, group, topic)
+    return kafka_lag(KafkaSettings(bootstrap_servers=bootstrap), group, topic)

@@ -7,7 +7,6 @@ messages.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import uuid
 from collections.abc import Callable, Generator, Iterator
@@ -18,7 +17,7 @@ import pytest
 
 from rtml.stack import Child, Stack, wait_http_ok
 from runtime.registry import ModelRegistry
-from runtime.settings import PROJECT_ROOT
+from tests.model_fixtures import DemoModels
 
 SERVED_MODELS = ["iris_classifier", "binary_classifier", "fraud_detector"]
 UNSERVED_MODEL = "churn_classifier"  # registered, but no worker serves it: requests time out
@@ -90,20 +89,13 @@ class RunningStack:
 
 
 @pytest.fixture(scope="session")
-def registry_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Demo models (trained once into the project registry, as `make run` does), copied into a
-    private registry with an extra iris_classifier v2 so version routing can be tested."""
-    from importers.demo_models import train_demo_models
-
-    project = ModelRegistry(PROJECT_ROOT / "models")
-    train_demo_models(project)
-    root = tmp_path_factory.mktemp("registry")
-    for name in [*SERVED_MODELS, UNSERVED_MODEL]:
-        shutil.copytree(PROJECT_ROOT / "models" / name, root / name)
-    registry = ModelRegistry(root)
+def registry_root(demo_models: DemoModels, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo models in a private registry, with an extra iris_classifier v2 so version routing
+    can be tested."""
+    registry = demo_models.copy(tmp_path_factory.mktemp("registry"), *SERVED_MODELS, UNSERVED_MODEL)
     v1 = registry.metadata("iris_classifier", "1")
     registry.register(registry.model_path("iris_classifier", "1").read_bytes(), v1.with_updates(version="2"))
-    return root
+    return registry.root
 
 
 StackFactory = Callable[..., RunningStack]

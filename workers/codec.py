@@ -17,7 +17,7 @@ import orjson
 from confluent_kafka import Message
 from pydantic import ValidationError
 
-from runtime.errors import InvalidInput, ModelNotFound, RtmlError
+from runtime.errors import BadRequest, DeadlineExceeded, InvalidInput, ModelNotFound, RtmlError, Undecodable
 from schemas.messages import SCHEMA_VERSION, DeadLetterReason, Label, PredictRequest
 
 __all__ = ["DecodedRequest", "PredictRequest", "Rejected"]
@@ -33,13 +33,20 @@ class DecodedRequest:
 
 @dataclass(frozen=True)
 class Rejected:
-    """A message that will not be served: dead-lettered, and answered if it asked for a reply."""
+    """A message that will not be served: dead-lettered with its error's reason, and
+    answered with its error's code if it asked for a reply."""
 
     message: Message
-    reason: DeadLetterReason
-    detail: str
+    error: RtmlError
     request: PredictRequest | None = None
-    error_code: str | None = None
+
+    @property
+    def reason(self) -> DeadLetterReason:
+        return self.error.dead_letter_reason
+
+    @property
+    def detail(self) -> str:
+        return self.error.message
 
 
 def _validation_summary(error: ValidationError) -> str:
@@ -53,20 +60,19 @@ def decode(
 ) -> DecodedRequest | Rejected:
     value = message.value()
     if not value:
-        return Rejected(message, "undecodable", "empty message value")
+        return Rejected(message, Undecodable("empty message value"))
     try:
         request = PredictRequest.model_validate_json(value)
     except ValidationError as exc:
-        kind = exc.errors()[0]["type"]
-        reason: DeadLetterReason = "undecodable" if kind == "json_invalid" else "invalid_request"
-        return Rejected(message, reason, _validation_summary(exc))
+        kind = Undecodable if exc.errors()[0]["type"] == "json_invalid" else BadRequest
+        return Rejected(message, kind(_validation_summary(exc)))
     if request.reply_to is not None and not request.reply_to.startswith(reply_prefix):
         # Never let a producer make workers write into arbitrary topics (e.g. the log).
         detail = f"reply_to {request.reply_to[:80]!r} is not a reply topic (must start with {reply_prefix!r})"
-        return Rejected(message, "invalid_request", detail)
+        return Rejected(message, BadRequest(detail))
     if request.deadline_ms is not None and request.deadline_ms < now_ms:
-        late = now_ms - request.deadline_ms
-        return Rejected(message, "expired", f"deadline passed {late} ms before the worker got it", request)
+        late = DeadlineExceeded(f"deadline passed {now_ms - request.deadline_ms} ms before the worker got it")
+        return Rejected(message, late, request)
     return _bind_model(message, request, runtimes)
 
 
@@ -81,7 +87,7 @@ def _bind_model(
         runtime = runtimes.resolve(request.version)
         _check_widths(request.features, runtime)
     except (ModelNotFound, InvalidInput) as exc:
-        return Rejected(message, exc.dead_letter_reason, exc.message, request, exc.code)  # type: ignore[arg-type]
+        return Rejected(message, exc, request)
     return DecodedRequest(message, request, runtime)
 
 
@@ -120,11 +126,7 @@ def encode_reply(
     )
 
 
-def encode_error_reply(request: PredictRequest, error: RtmlError | Rejected) -> bytes:
-    if isinstance(error, Rejected):
-        code, message = error.error_code or "invalid_request", error.detail
-    else:
-        code, message = error.code, error.message
+def encode_error_reply(request: PredictRequest, error: RtmlError) -> bytes:
     return orjson.dumps(
         {
             "schema_version": SCHEMA_VERSION,
@@ -132,7 +134,7 @@ def encode_error_reply(request: PredictRequest, error: RtmlError | Rejected) -> 
             "model": request.model,
             "version": request.version,
             "ok": False,
-            "error": {"code": code, "message": message},
+            "error": {"code": error.code, "message": error.message},
         }
     )
 

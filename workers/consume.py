@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from runtime.kafka import client_config
+from runtime.kafka import REQUEST_CONSUMER, new_consumer
 from runtime.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -16,29 +16,9 @@ log = logging.getLogger(__name__)
 
 class RequestConsumer:
     def __init__(self, kafka: KafkaSettings, group: str, topic: str, client_id: str) -> None:
-        config = client_config(
-            kafka,
-            **{
-                "group.id": group,
-                "client.id": client_id,
-                # Offsets are stored by us after the log and dead letters are acknowledged;
-                # the auto-committer only commits what we stored (at-least-once).
-                "enable.auto.offset.store": False,
-                "enable.auto.commit": True,
-                "auto.commit.interval.ms": 1000,
-                "auto.offset.reset": "earliest",
-                # Requests are latency-critical: do not let the broker hold a fetch for long.
-                "fetch.wait.max.ms": kafka.fetch_wait_max_ms,
-                # Prefetch is for batching, not for hoarding: librdkafka's default (64 MB per
-                # consumer) only inflates RSS; 8 MB holds thousands of requests.
-                "queued.max.messages.kbytes": 8192,
-                "partition.assignment.strategy": "cooperative-sticky",
-                "session.timeout.ms": 10000,
-                "heartbeat.interval.ms": 1000,
-                "error_cb": lambda error: log.warning("consumer error", extra={"error": error.str()}),
-            },
-        )
-        self._consumer = Consumer(config)
+        # REQUEST_CONSUMER never stores an offset itself: store() below does, once the batch's
+        # outcome is durable; the auto-committer commits only what was stored.
+        self._consumer = new_consumer(kafka, REQUEST_CONSUMER, {"group.id": group, "client.id": client_id})
         self._consumer.subscribe([topic], on_revoke=self._on_revoke)
         self.topic = topic
         self.before_revoke: Callable[[], object] = lambda: None

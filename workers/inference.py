@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from runtime.errors import ModelNotFound
+from runtime.errors import ModelNotFound, VersionNotFound
 from runtime.registry import ModelRegistry
 from schemas.messages import Label
 from schemas.model_metadata import ModelMetadata
@@ -82,5 +82,5 @@ class RuntimeTable:
         runtime = self._by_version.get(version)
         if runtime is None:
             known = ", ".join(sorted(self._by_version, key=int))
-            raise ModelNotFound(f"model '{self.model}' has no version '{version}'; versions: {known}")
+            raise VersionNotFound(f"model '{self.model}' has no version '{version}'; versions: {known}")
         return runtime

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Message
 
+from runtime.kafka import drain_timeout_s
 from runtime.registry import ModelRegistry
 from runtime.settings import Settings
 from workers import metrics
@@ -29,9 +30,6 @@ from workers.reply import ReplySender
 
 log = logging.getLogger(__name__)
 
-DURABLE_TIMEOUT_S = 30.0
-DRAIN_TIMEOUT_S = 35.0
-"""A little over the producers' message.timeout.ms (30 s), so every delivery report is in."""
 REWIND_BACKOFF_S = 1.0
 SETTLE_POLL_S = 0.005
 """While batches are in flight, an idle loop polls this often so their offsets get stored."""
@@ -53,6 +51,10 @@ class ModelWorker:
         self._runtimes = RuntimeTable(registry, model, threads=settings.worker.ort_threads)
         self._outbox = DurableOutbox(settings.kafka, client_id=f"{worker_id}-{model}-log")
         self._replies = ReplySender(settings.kafka, client_id=f"{worker_id}-{model}-replies")
+        # Every delivery report arrives within its producer's message.timeout.ms (the profiles in
+        # runtime/kafka/profiles.py): wait that long for the oldest batch, a margin more to drain.
+        self._ack_timeout_s = max(self._outbox.delivery_timeout_s, self._replies.delivery_timeout_s)
+        self._drain_timeout_s = drain_timeout_s(self._ack_timeout_s)
         self._consumer = RequestConsumer(
             settings.kafka,
             group=f"{settings.worker.group_prefix}{model}",
@@ -107,7 +109,7 @@ class ModelWorker:
         self._replies.poll()
         self._outbox.poll()
         settled, ok = self._in_flight.settle()
-        deadline = time.monotonic() + DURABLE_TIMEOUT_S
+        deadline = time.monotonic() + self._ack_timeout_s
         while ok and wait and self._in_flight and time.monotonic() < deadline:
             self._outbox.poll(SETTLE_POLL_S)
             self._replies.poll()
@@ -120,8 +122,8 @@ class ModelWorker:
         """Wait for every acknowledgement and store what succeeded, in order (on stop and before
         a revoke). A failed batch is not rewound here (see :meth:`InFlight.settle`); nothing
         after it is stored, so its partitions' next reader serves it again."""
-        self._replies.flush(DRAIN_TIMEOUT_S)
-        self._outbox.flush(DRAIN_TIMEOUT_S)
+        self._replies.flush(self._drain_timeout_s)
+        self._outbox.flush(self._drain_timeout_s)
         settled, _ok = self._in_flight.settle(rewind=False)
         return settled
 

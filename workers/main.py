@@ -29,7 +29,7 @@ def run_worker_process(settings: Settings, models: list[str], limits: RunLimits 
     """Serve ``models`` (names, or ["all"]) until SIGTERM/SIGINT or the limits; one thread per model."""
     # Imported here, not at the top: `rtml`'s argument parser imports this module, and every other
     # command would pay for loading onnxruntime and librdkafka.
-    from runtime.kafka import ensure_serving_topics
+    from runtime.kafka import ensure_topics, serving_topics
     from runtime.registry import ModelRegistry
     from workers.cache import WorkerCache
     from workers.loop import ModelWorker, RunLimits
@@ -40,7 +40,7 @@ def run_worker_process(settings: Settings, models: list[str], limits: RunLimits 
     if models == ["all"]:
         models = ModelRegistry(settings.registry.root).list_models()
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
-    ensure_serving_topics(settings.kafka, models)
+    ensure_topics(settings.kafka, serving_topics(settings.kafka, models))
     if settings.worker.metrics_port:
         from prometheus_client import start_http_server
 

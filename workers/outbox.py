@@ -8,33 +8,18 @@ offsets only when its ticket says all were acknowledged (at-least-once, see
 
 from __future__ import annotations
 
-import logging
+from confluent_kafka import KafkaException
 
-from confluent_kafka import KafkaException, Producer
-
-from runtime.kafka import client_config
+from runtime.kafka import DURABLE_PRODUCER, KafkaProducer, QueueFull
 from runtime.settings import KafkaSettings
 from workers.inflight import BatchTicket
-
-log = logging.getLogger(__name__)
 
 
 class DurableOutbox:
     def __init__(self, kafka: KafkaSettings, client_id: str) -> None:
-        self._producer = Producer(
-            client_config(
-                kafka,
-                **{
-                    "client.id": client_id,
-                    "enable.idempotence": True,
-                    "acks": "all",
-                    "linger.ms": 1,
-                    "compression.type": "lz4",
-                    "message.timeout.ms": 30000,
-                    "error_cb": lambda error: log.warning("producer error", extra={"error": error.str()}),
-                },
-            )
-        )
+        self._producer = KafkaProducer(kafka, DURABLE_PRODUCER, {"client.id": client_id})
+        self.delivery_timeout_s = self._producer.delivery_timeout_s
+        """Every write is acknowledged or reported failed within this long."""
         self._ticket = BatchTicket(())
 
     def track(self, ticket: BatchTicket) -> None:
@@ -43,19 +28,15 @@ class DurableOutbox:
 
     def send(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         ticket = self._ticket
-        while True:
-            try:
-                self._producer.produce(topic, value, key, on_delivery=ticket.on_durable)
-                break
-            except BufferError:
-                # Local queue full: serve deliveries to make room (bounded by message.timeout.ms).
-                self._producer.poll(0.05)
-            except KafkaException as exc:
-                # Refused before it was queued (e.g. a fatal producer error): the batch's outcome
-                # is not durable, so its offsets must not be stored; the loop rewinds and retries.
-                ticket.failures += 1
-                ticket.last_error = str(exc)
-                return
+        try:
+            # A full local queue is waited out (up to the delivery timeout) by the producer.
+            self._producer.produce(topic, value, key, on_delivery=ticket.on_durable)
+        except (KafkaException, QueueFull) as exc:
+            # Not queued (a fatal producer error, or a queue that never drained): the batch's
+            # outcome is not durable, so its offsets must not be stored; the loop rewinds and retries.
+            ticket.failures += 1
+            ticket.last_error = str(exc)
+            return
         ticket.outstanding += 1
 
     def poll(self, timeout_s: float = 0.0) -> None:
@@ -64,7 +45,7 @@ class DurableOutbox:
 
     def flush(self, timeout_s: float) -> int:
         """Wait for every acknowledgement (serving callbacks); returns how many are still missing."""
-        return int(self._producer.flush(timeout_s))
+        return self._producer.flush(timeout_s)
 
     def close(self, timeout_s: float = 10.0) -> None:
         self._producer.flush(timeout_s)

@@ -20,7 +20,7 @@ from confluent_kafka import Message
 
 from runtime.cache_keys import cache_keys, decode_value, encode_value
 from runtime.clock import now_ms
-from runtime.errors import ModelError
+from runtime.errors import DeadlineExceeded, ModelError
 from runtime.settings import Settings
 from schemas.messages import Label
 from schemas.wire import encode_prediction_record
@@ -109,9 +109,9 @@ class Pipeline:
         metrics.DEAD_LETTERS.labels(self._model, rejected.reason).inc()
         self._outbox.send(self._dlq_topic, codec.encode_dead_letter(rejected, self._worker_id, at_ms))
         request = rejected.request
-        if request is not None and request.reply_to and rejected.reason != "expired":
+        if request is not None and request.reply_to and not isinstance(rejected.error, DeadlineExceeded):
             self._replies.send(
-                request.reply_to, request.request_id, codec.encode_error_reply(request, rejected)
+                request.reply_to, request.request_id, codec.encode_error_reply(request, rejected.error)
             )
         log.info(
             "dead-lettered",
@@ -191,9 +191,7 @@ class Pipeline:
             except Exception as exc:
                 batch.failed.add(index)
                 error = ModelError(f"model '{self._model}' v{batch.runtime.version} failed: {exc}")
-                self._reject(
-                    Rejected(item.message, "model_error", error.message, item.request, error.code), now_ms()
-                )
+                self._reject(Rejected(item.message, error, item.request), now_ms())
 
     def _emit(self, batch: VersionBatch, done_ms: int, worker_ms: float) -> None:
         version = batch.runtime.version

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from confluent_kafka import Producer
-
-from runtime.kafka import client_config
+from runtime.kafka import REPLY_PRODUCER, KafkaProducer, QueueFull
 from runtime.settings import KafkaSettings
 from workers import metrics
 from workers.inflight import BatchTicket
@@ -24,19 +22,9 @@ log = logging.getLogger(__name__)
 
 class ReplySender:
     def __init__(self, kafka: KafkaSettings, client_id: str) -> None:
-        self._producer = Producer(
-            client_config(
-                kafka,
-                **{
-                    "client.id": client_id,
-                    "acks": 1,
-                    "linger.ms": 0,
-                    "message.timeout.ms": 10000,
-                    # A reply topic deleted by a departed gateway must not stall us for long.
-                    "topic.metadata.propagation.max.ms": 2000,
-                },
-            )
-        )
+        self._producer = KafkaProducer(kafka, REPLY_PRODUCER, {"client.id": client_id})
+        self.delivery_timeout_s = self._producer.delivery_timeout_s
+        """Every reply is acknowledged or reported failed within this long."""
         self._ticket = BatchTicket(())
 
     def track(self, ticket: BatchTicket) -> None:
@@ -47,7 +35,7 @@ class ReplySender:
         ticket = self._ticket
         try:
             self._producer.produce(topic, value, request_id.encode(), on_delivery=ticket.on_reply)
-        except BufferError:
+        except QueueFull:  # REPLY_PRODUCER does not wait for room: drop the reply, count it
             metrics.REPLY_ERRORS.inc()
             return
         except Exception as exc:  # e.g. KafkaException for a topic name librdkafka refuses
@@ -62,7 +50,7 @@ class ReplySender:
 
     def flush(self, timeout_s: float) -> int:
         """Wait for every acknowledgement (serving callbacks); returns how many are still missing."""
-        remaining = int(self._producer.flush(timeout_s))
+        remaining = self._producer.flush(timeout_s)
         if remaining:
             log.warning("replies still unacknowledged", extra={"count": remaining})
         return remaining

@@ -17,11 +17,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import KafkaError, Message
 from pydantic import ValidationError
 
 from drift.alerts.sinks import PagerDutySink, RetryPolicy, Sink, SlackSink, deliver
-from runtime.kafka import client_config
+from runtime.kafka import ALERT_CONSUMER, ALERT_PRODUCER, KafkaProducer, drain_timeout_s, new_consumer
 from runtime.settings import Settings
 from schemas.drift import AlertDeadLetter, DriftAlert
 
@@ -59,17 +59,8 @@ class Forwarder:
         self.policy = RetryPolicy(
             drift.forward_max_attempts, drift.forward_backoff_s, drift.forward_max_backoff_s
         )
-        self.consumer = Consumer(
-            client_config(
-                kafka,
-                **{
-                    "group.id": drift.forward_group,
-                    "enable.auto.commit": False,
-                    "auto.offset.reset": "earliest",
-                },
-            )
-        )
-        self.producer = Producer(client_config(kafka, **{"acks": "all", "enable.idempotence": True}))
+        self.consumer = new_consumer(kafka, ALERT_CONSUMER, {"group.id": drift.forward_group})
+        self.producer = KafkaProducer(kafka, ALERT_PRODUCER)
 
     def run(self, limits: Limits | None = None) -> int:
         """Forward until stopped or a limit is reached; returns the number of alerts handled."""
@@ -133,11 +124,17 @@ class Forwarder:
             offset=message.offset() or 0,
             failed_at_ms=time.time_ns() // 1_000_000,
         )
-        self.producer.produce(
-            self.settings.drift.dead_letter_topic, record.model_dump_json().encode(), message.key()
-        )
-        if self.producer.flush(30) != 0:
-            raise RuntimeError("dead letter not acknowledged by Kafka; not committing the alert")
+        errors: list[KafkaError] = []
+
+        def on_delivery(error: KafkaError | None, _message: Message) -> None:
+            if error is not None:
+                errors.append(error)
+
+        value = record.model_dump_json().encode()
+        self.producer.produce(self.settings.drift.dead_letter_topic, value, message.key(), on_delivery)
+        if self.producer.flush(drain_timeout_s(self.producer.delivery_timeout_s)) != 0 or errors:
+            failure = errors[0].str() if errors else "no acknowledgement"
+            raise RuntimeError(f"dead letter not acknowledged by Kafka ({failure}); not committing the alert")
         log.error("alert dead-lettered: %s", text, extra={"reason": reason, "offset": message.offset()})
 
     def _remember(self, event_id: str) -> None:

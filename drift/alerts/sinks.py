@@ -21,17 +21,12 @@ from typing import Any, Protocol
 
 import orjson
 
+from runtime.errors import DeliveryError
 from schemas.drift import DriftAlert
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-
-
-class DeliveryError(Exception):
-    def __init__(self, message: str, retryable: bool) -> None:
-        super().__init__(message)
-        self.retryable = retryable
 
 
 class Sink(Protocol):

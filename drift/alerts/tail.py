@@ -14,11 +14,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TextIO
 
-from confluent_kafka import Consumer
 from pydantic import ValidationError
 
 from drift.alerts.forward import Limits
-from runtime.kafka import client_config
+from runtime.kafka import ALERT_TAIL, new_consumer
 from runtime.settings import Settings
 from schemas.drift import DriftAlert
 
@@ -38,12 +37,11 @@ def tail(
 ) -> int:
     """Print alerts until stopped or a limit is reached; returns how many were printed."""
     limits = limits or Limits()
-    config = {
+    choices = {
         "group.id": f"rtml-alerts-tail-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False,
         "auto.offset.reset": "earliest" if from_beginning else "latest",
     }
-    consumer = Consumer(client_config(settings.kafka, **config))
+    consumer = new_consumer(settings.kafka, ALERT_TAIL, choices)
     consumer.subscribe([settings.drift.alerts_topic])
     printed, idle_since = 0, time.monotonic()
     try:

@@ -7,15 +7,9 @@ files live under ``settings.infra.state_dir``; ``down`` stops them by PID and
 ``RTML_*`` forms) are set, that service is external: nothing is started, it is only
 checked.
 
-Errors (defined in :mod:`rtml.infra.process`)::
-
-    InfraError
-    ├── PrerequisiteMissing   java / mvn / redis-server not installed
-    ├── PortInUse             a port is held by a process we did not start
-    ├── StartupFailed         our process exited or never became ready
-    │   └── StartupTimeout
-    ├── NotOurProcess         a PID file names someone else's process
-    └── ServiceUnreachable    an external service from the environment does not answer
+Errors: the :class:`~runtime.errors.InfraError` branch of :mod:`runtime.errors`
+(PrerequisiteMissing, PortInUse, StartupFailed, StartupTimeout, NotOurProcess,
+ServiceUnreachable).
 """
 
 from __future__ import annotations
@@ -27,27 +21,12 @@ from typing import Literal, TypedDict
 from urllib.parse import urlsplit, urlunsplit
 
 from rtml.infra import kafka, process, redis
-from rtml.infra.process import (
-    InfraError,
-    NotOurProcess,
-    PortInUse,
-    PrerequisiteMissing,
-    ServiceUnreachable,
-    StartupFailed,
-    StartupTimeout,
-)
+from runtime.errors import ServiceUnreachable
 from runtime.settings import Settings
 
 __all__ = [
     "InfraEndpoints",
-    "InfraError",
-    "NotOurProcess",
-    "PortInUse",
-    "PrerequisiteMissing",
     "ServiceStatus",
-    "ServiceUnreachable",
-    "StartupFailed",
-    "StartupTimeout",
     "down",
     "external_kafka",
     "external_redis",

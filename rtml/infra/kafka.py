@@ -27,7 +27,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from rtml.infra import process
-from rtml.infra.process import InfraError, PortInUse, PrerequisiteMissing, StartupFailed
+from runtime.errors import InfraError, PortInUse, PrerequisiteMissing, StartupFailed
 from runtime.settings import Settings
 
 log = logging.getLogger(__name__)

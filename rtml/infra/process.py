@@ -6,7 +6,7 @@ in a PID file we write. Stopping reads that PID file and, before any signal, che
 such as the config file path), so a reused PID or a hand-edited file never makes
 us kill someone else's process.
 
-Errors live here, the lowest layer, and are re-exported by :mod:`rtml.infra`.
+Errors: the :class:`~runtime.errors.InfraError` branch of :mod:`runtime.errors`.
 """
 
 from __future__ import annotations
@@ -22,39 +22,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
+from runtime.errors import InfraError, NotOurProcess, StartupFailed, StartupTimeout
+
 log = logging.getLogger(__name__)
 
 # Popen objects of the children this interpreter started: polling them reaps zombies
 # (a zombie still answers kill(pid, 0)) and keeps Popen.__del__ from warning.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-
-
-class InfraError(RuntimeError):
-    """Local Kafka/Redis provisioning failed; the message says what to do."""
-
-
-class PrerequisiteMissing(InfraError):
-    """A program we need (java, mvn, redis-server) is not installed."""
-
-
-class PortInUse(InfraError):
-    """A port we want to listen on is taken by a process we did not start."""
-
-
-class StartupFailed(InfraError):
-    """A process we started exited or never became ready."""
-
-
-class StartupTimeout(StartupFailed):
-    """A process we started did not become ready before its deadline."""
-
-
-class NotOurProcess(InfraError):
-    """A PID file names a process whose command line is not ours: never signal it."""
-
-
-class ServiceUnreachable(InfraError):
-    """An external service named by the environment does not answer."""
 
 
 def start_detached(

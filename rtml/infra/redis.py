@@ -19,7 +19,7 @@ import redis as redis_client
 from redis.exceptions import RedisError
 
 from rtml.infra import process
-from rtml.infra.process import InfraError, PortInUse, PrerequisiteMissing
+from runtime.errors import InfraError, PortInUse, PrerequisiteMissing
 from runtime.settings import Settings
 
 log = logging.getLogger(__name__)

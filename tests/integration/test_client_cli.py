@@ -50,7 +50,6 @@ def test_rtml_models_list_json_reads_the_local_registry(
     )
 
 
-@pytest.mark.stack
 class TestAgainstTheStack:
     def test_predict_human_and_json(self, stack: RunningStack, capsys: pytest.CaptureFixture[str]) -> None:
         assert main(["predict", "iris_classifier", "--features", *IRIS_ROW, "--url", stack.base_url]) == 0

@@ -19,12 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from runtime.settings import PROJECT_ROOT
+from tests.paths import REPO_ROOT
 from tests.stack_fixtures import RunningStack
 
-pytestmark = pytest.mark.stack
-
-DOCS = [PROJECT_ROOT / "client" / "README.md", PROJECT_ROOT / "README.md"]
+DOCS = [REPO_ROOT / "client" / "README.md", REPO_ROOT / "README.md"]
 BLOCK = re.compile(r"<!-- test: (?P<name>[\w-]+) -->\s*\n```(?P<lang>python|bash)\n(?P<code>.*?)\n```", re.S)
 DOC_URL = "http://localhost:8080"
 BIN = Path(sys.executable).parent
@@ -35,7 +33,7 @@ def documented_blocks() -> list[tuple[str, str, str]]:
     for path in DOCS:
         text = path.read_text(encoding="utf-8") if path.exists() else ""
         for match in BLOCK.finditer(text):
-            blocks.append((f"{path.relative_to(PROJECT_ROOT)}:{match['name']}", match["lang"], match["code"]))
+            blocks.append((f"{path.relative_to(REPO_ROOT)}:{match['name']}", match["lang"], match["code"]))
     return blocks
 
 

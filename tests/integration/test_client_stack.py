@@ -28,8 +28,6 @@ from rtml_client import (
 )
 from tests.stack_fixtures import UNSERVED_MODEL, RunningStack
 
-pytestmark = pytest.mark.stack
-
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 

@@ -13,18 +13,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr
 
 from drift.alerts import run_alerts
 from drift.alerts.forward import Forwarder, Limits, sinks_from
 from drift.alerts.tail import tail
-from runtime.kafka import ensure_topics
+from runtime.kafka import TopicSpec, ensure_topics
 from runtime.settings import DriftSettings, KafkaSettings, Settings
 from schemas.drift import BaselineReference, DriftAlert
 from tests.kafka_tools import committed_lag, produce, read_topic
-
-pytestmark = pytest.mark.stack
 
 
 @dataclass
@@ -85,8 +82,8 @@ def settings_for(bootstrap: str, receiver: Receiver, **drift: Any) -> Settings:
         **drift,
     )
     settings = Settings(kafka=KafkaSettings(bootstrap_servers=bootstrap), drift=drift_settings)
-    topics = [(drift_settings.alerts_topic, 1, {}), (drift_settings.dead_letter_topic, 1, {})]
-    ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), topics)
+    topics = [drift_settings.alerts_topic, drift_settings.dead_letter_topic]
+    ensure_topics(settings.kafka, [TopicSpec(name, 1, "alert id") for name in topics])
     return settings
 
 

@@ -18,18 +18,16 @@ from typing import Any
 import numpy as np
 import pytest
 import redis
-from confluent_kafka.admin import AdminClient
 
 from bench.drift_traffic import Phase, Traffic, timeline
 from bench.synthetic_model import synthetic_model
 from rtml.stack import Child, Stack
 from runtime.drift_state import read_drift_state
-from runtime.kafka import ensure_topics
+from runtime.kafka import TopicSpec, ensure_topics
+from runtime.settings import KafkaSettings
 from schemas.model_metadata import ModelMetadata
 from tests.kafka_tools import committed_lag, produce, read_topic
 from tests.stack_fixtures import free_port
-
-pytestmark = pytest.mark.stack
 
 MODEL = "drift_synth"
 START_MS = 1_700_000_000_000
@@ -115,8 +113,8 @@ def run(
         tmp_path / "state",
         free_port(),
     )
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    ensure_topics(admin, [(drift_run.predictions, 2, {}), (drift_run.alerts, 1, {})])
+    topics = [TopicSpec(drift_run.predictions, 2, "request id"), TopicSpec(drift_run.alerts, 1, "alert id")]
+    ensure_topics(KafkaSettings(bootstrap_servers=kafka_bootstrap), topics)
     yield drift_run
 
 

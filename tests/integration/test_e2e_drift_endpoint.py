@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-import pytest
 import redis.asyncio as aioredis
 
 from runtime.drift_state import StatePublisher
 from tests.stack_fixtures import RunningStack
-
-pytestmark = pytest.mark.stack
 
 
 def test_drift_endpoint_returns_published_state_and_404s_honestly(stack: RunningStack) -> None:

@@ -7,8 +7,6 @@ import pytest
 
 from tests.stack_fixtures import RunningStack
 
-pytestmark = pytest.mark.stack
-
 
 def post(stack: RunningStack, content: bytes | str, path: str = "/api/v1/predict") -> httpx.Response:
     return httpx.post(

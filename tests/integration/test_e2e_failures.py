@@ -5,11 +5,8 @@ from __future__ import annotations
 import time
 
 import httpx
-import pytest
 
 from tests.stack_fixtures import RunningStack, StackFactory
-
-pytestmark = pytest.mark.stack
 
 
 def test_redis_down_still_serves_correct_uncached_predictions(

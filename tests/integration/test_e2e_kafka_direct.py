@@ -14,8 +14,6 @@ from schemas.messages import DeadLetterRecord, PredictionRecord
 from tests.kafka_tools import produce, read_topic
 from tests.stack_fixtures import RunningStack
 
-pytestmark = pytest.mark.stack
-
 
 def direct_request(request_id: str, features: list[list[float]], **extra: object) -> bytes:
     return orjson.dumps(

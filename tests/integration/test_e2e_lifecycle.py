@@ -6,12 +6,9 @@ import time
 import uuid
 
 import orjson
-import pytest
 
 from tests.kafka_tools import committed_lag, produce, read_topic
 from tests.stack_fixtures import StackFactory
-
-pytestmark = pytest.mark.stack
 
 
 def test_sigterm_mid_stream_loses_nothing_and_a_new_worker_resumes(stack_factory: StackFactory) -> None:

@@ -14,8 +14,6 @@ import pytest
 from tests.kafka_tools import committed_lag, read_topic
 from tests.stack_fixtures import RunningStack
 
-pytestmark = pytest.mark.stack
-
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.3, 2.9, 6.3, 1.8]]
 
 

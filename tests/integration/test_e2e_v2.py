@@ -11,8 +11,6 @@ from tests.stack_fixtures import RunningStack
 tritonclient_http = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-pytestmark = pytest.mark.stack
-
 ROWS = np.asarray([[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.3, 2.9, 6.3, 1.8]], dtype=np.float32)
 
 

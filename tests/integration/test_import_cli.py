@@ -20,7 +20,7 @@ from importers.model import Outputs, Signature
 from importers.onnx_tools import predict
 from rtml import cli
 from runtime.registry import ModelRegistry
-from runtime.settings import PROJECT_ROOT
+from tests.paths import REPO_ROOT
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_cli_entry_point_in_a_fresh_process(root: Path, model_file: tuple[Path, 
         [sys.executable, "-m", "rtml.cli", "models", "import", str(path), "--name", "fresh"],
         capture_output=True,
         text=True,
-        cwd=PROJECT_ROOT,
+        cwd=REPO_ROOT,
         timeout=120,
         check=False,
     )

@@ -18,7 +18,8 @@ from skl2onnx import to_onnx
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from importers import ImportOptions, NotAModel, UnsupportedModel, import_model
+from importers import ImportOptions, import_model
+from runtime.errors import NotAModel, UnsupportedModel
 from runtime.registry import ModelRegistry
 from tests.integration.test_import_stack import FRAMEWORK_WARNINGS
 

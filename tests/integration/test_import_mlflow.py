@@ -17,7 +17,8 @@ import pytest
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 
-from importers import ImportOptions, SourceNotFound, import_model
+from importers import ImportOptions, import_model
+from runtime.errors import SourceNotFound
 from runtime.registry import ModelRegistry
 from tests.stack_fixtures import free_port
 

@@ -31,7 +31,7 @@ FRAMEWORK_WARNINGS = [
     pytest.mark.filterwarnings("ignore::FutureWarning:torch"),
     pytest.mark.filterwarnings("ignore::UserWarning:torch"),
 ]
-pytestmark = [pytest.mark.stack, *FRAMEWORK_WARNINGS]
+pytestmark = FRAMEWORK_WARNINGS
 
 TF_MISSING = importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tf2onnx") is None
 TORCH_MISSING = importlib.util.find_spec("torch") is None

@@ -14,7 +14,8 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic  # confluent_kafka.admin does not re-export it for mypy
 
 from rtml import infra
-from rtml.infra import NotOurProcess, PrerequisiteMissing, ServiceUnreachable, kafka, process, redis
+from rtml.infra import kafka, process, redis
+from runtime.errors import NotOurProcess, PrerequisiteMissing, ServiceUnreachable
 from runtime.settings import InfraSettings, Settings
 from tests.infra_fixtures import LocalKafka, LocalRedis
 

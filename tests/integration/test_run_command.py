@@ -16,31 +16,30 @@ import orjson
 import pytest
 
 from rtml.infra.process import free_ports
-from runtime.settings import PROJECT_ROOT
-
-pytestmark = pytest.mark.stack
+from tests.paths import REPO_ROOT
 
 
 def test_rtml_run_prints_a_working_curl_and_stops_cleanly(tmp_path: Path, registry_root: Path) -> None:
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or os.environ.get("REDIS_URL"):
         pytest.skip("external Kafka/Redis configured: this test provisions its own local ones")
-    kafka_port, controller_port, redis_port, gateway_port, metrics_port = free_ports(5)
+    # Every port rtml run binds is reserved here: no process may count on a neighbour being free.
+    kafka_port, controller_port, redis_port, gateway_port, *worker_ports, drift_port = free_ports(7)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("RTML_")},
         "RTML_INFRA__STATE_DIR": str(tmp_path / "state"),
-        "RTML_INFRA__CACHE_DIR": str(PROJECT_ROOT / ".cache"),
+        "RTML_INFRA__CACHE_DIR": str(REPO_ROOT / ".cache"),
         "RTML_INFRA__KAFKA_PORT": str(kafka_port),
         "RTML_INFRA__KAFKA_CONTROLLER_PORT": str(controller_port),
         "RTML_INFRA__REDIS_PORT": str(redis_port),
         "RTML_GATEWAY__PORT": str(gateway_port),
-        "RTML_WORKER__METRICS_PORT": str(metrics_port),
         "RTML_REGISTRY__ROOT": str(registry_root),
     }
+    metrics_args = [arg for port in worker_ports for arg in ("--worker-metrics-port", str(port))]
     process = subprocess.Popen(
-        [sys.executable, "-m", "rtml.cli", "run"],
+        [sys.executable, "-m", "rtml.cli", "run", *metrics_args, "--drift-metrics-port", str(drift_port)],
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,  # a start-up failure (and any traceback) shows in the assertion
         text=True,
     )
     try:

@@ -20,6 +20,7 @@ from sklearn.model_selection import train_test_split
 from rtml_client import ModelEvaluator, stats
 from rtml_client.drift import quantile_edges
 from rtml_client.metrics import classification
+from tests.model_fixtures import DemoModels
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +112,15 @@ def test_regressor_metrics_equal_scikit_learn(tmp_path: Path) -> None:
     assert report["r2"] == pytest.approx(skm.r2_score(y[150:], predicted))
 
 
-def test_onnx_model_with_rtml_metadata(registry_root: Path, iris_split: tuple[np.ndarray, ...]) -> None:
+@pytest.fixture
+def iris_v1(demo_models: DemoModels) -> Path:
+    """The registered demo iris_classifier v1 directory (model.onnx, metadata.json)."""
+    return demo_models.registry("iris_classifier").root / "iris_classifier" / "1"
+
+
+def test_onnx_model_with_rtml_metadata(iris_v1: Path, iris_split: tuple[np.ndarray, ...]) -> None:
     _X_train, X_test, _y_train, y_test = iris_split
-    version = registry_root / "iris_classifier" / "1"
+    version = iris_v1
     evaluator = ModelEvaluator(model_path=version / "model.onnx", metadata_path=version / "metadata.json")
     report = evaluator.evaluate(X_test, y_test)
     assert evaluator.feature_names == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -122,10 +129,10 @@ def test_onnx_model_with_rtml_metadata(registry_root: Path, iris_split: tuple[np
     assert np.asarray(report.confusion_matrix).sum() == len(y_test)
 
 
-def test_missing_extra_is_named_in_the_error(registry_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_extra_is_named_in_the_error(iris_v1: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ImportError, match=r"rtml-client\[evaluate\]"):
-        ModelEvaluator(model_path=registry_root / "iris_classifier" / "1" / "model.onnx")
+        ModelEvaluator(model_path=iris_v1 / "model.onnx")
 
 
 def test_bad_inputs_are_refused_with_a_reason(tmp_path: Path, iris_split: tuple[np.ndarray, ...]) -> None:

@@ -14,16 +14,20 @@ from importers import demo_models
 from importers.demo_models import build_demo_model, feature_baseline, train_demo_models
 from runtime.registry import ModelRegistry
 from schemas.model_metadata import ModelMetadata
+from tests.model_fixtures import DemoModels
 
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.3, 2.9, 6.3, 1.8]]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelRegistry, dict[str, ModelMetadata]]:
-    """iris_classifier and binary_classifier, the two cheap demo models, trained once."""
-    registry = ModelRegistry(tmp_path_factory.mktemp("registry"))
-    metas = train_demo_models(registry, only=["iris_classifier", "binary_classifier"])
-    return registry, {m.name: m for m in metas}
+def trained(
+    demo_models: DemoModels, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[ModelRegistry, dict[str, ModelMetadata]]:
+    """iris_classifier and binary_classifier, the two cheap demo models, trained once per session
+    (``demo_models``) and copied into a registry these tests may change."""
+    cheap = ["iris_classifier", "binary_classifier"]
+    registry = demo_models.copy(tmp_path_factory.mktemp("registry"), *cheap)
+    return registry, {name: registry.metadata(name, "1") for name in cheap}
 
 
 def test_iris_predicts_the_three_species(trained: tuple[ModelRegistry, dict[str, ModelMetadata]]) -> None:

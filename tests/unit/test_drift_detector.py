@@ -9,15 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drift.aggregate import BadRecord, Collector, aggregate, decode
-from drift.alerting import AlertState, step
-from drift.config import Catalog, DriftConfigError, Plan
-from drift.detector import DetectorState, Partial
-from drift.evaluate import Observation, evaluate
 from bench.drift_traffic import Phase, Replay, records, timeline
 from bench.synthetic_model import FEATURES, synthetic_model
+from drift.aggregate import Collector, aggregate, decode
+from drift.alerting import AlertState, step
+from drift.config import Catalog, Plan
+from drift.detector import DetectorState, Partial
+from drift.evaluate import Observation, evaluate
 from drift.totals import Totals, sum_totals
 from rtml_client import stats
+from runtime.errors import BadRecord, DriftConfigError
 from runtime.settings import DriftModelSettings, DriftSettings, DriftThreshold
 from schemas.drift import DriftAlert
 from schemas.model_metadata import ModelMetadata
@@ -110,8 +111,10 @@ def test_collector_counts_what_it_skips() -> None:
 
 
 def test_window_settings_must_be_whole_steps() -> None:
-    with pytest.raises(DriftConfigError):
-        catalog(DriftSettings(window_s=10, step_s=3))
+    with pytest.raises(ValueError, match=r"window_s \(10.0\) is not a whole number"):
+        DriftSettings(window_s=10, step_s=3)  # refused when settings load (tests/unit/test_settings.py)
+    with pytest.raises(DriftConfigError):  # and by the detector, for settings built unvalidated
+        catalog(DriftSettings.model_construct(window_s=10, step_s=3))
     overridden = DriftSettings(
         models={"drift_synth": DriftModelSettings(window_s=60, step_s=5, min_samples=50)}
     )

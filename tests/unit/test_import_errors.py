@@ -15,9 +15,10 @@ from sklearn.neighbors import KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from importers import (
+from importers import ImportOptions, import_model
+from importers.dbscan import check as check_dbscan
+from runtime.errors import (
     BadSample,
-    ImportOptions,
     MissingExtra,
     ModelImportError,
     NotAModel,
@@ -25,9 +26,8 @@ from importers import (
     SourceNotFound,
     UnreadableModel,
     UnsupportedModel,
-    import_model,
+    VersionExists,
 )
-from importers.dbscan import check as check_dbscan
 from runtime.registry import ModelRegistry
 
 
@@ -154,8 +154,6 @@ def test_missing_framework_names_the_extra(
 
 
 def test_existing_version_is_refused(registry: ModelRegistry) -> None:
-    from runtime.registry import VersionExists
-
     X, y = make_classification(200, 4, random_state=0)
     before = tree(registry.root)
     with pytest.raises(VersionExists):

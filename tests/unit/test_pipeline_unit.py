@@ -11,8 +11,8 @@ import pytest
 from confluent_kafka import Message
 
 from runtime.cache_keys import cache_key, encode_value
-from runtime.registry import ModelRegistry
-from runtime.settings import PROJECT_ROOT, load_settings
+from runtime.settings import load_settings
+from tests.model_fixtures import DemoModels
 from workers.inference import Predictions, RuntimeTable
 from workers.pipeline import Pipeline
 
@@ -63,12 +63,8 @@ def request(request_id: str, rows: list[list[float]], **extra: object) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def runtimes() -> RuntimeTable:
-    from importers.demo_models import train_demo_models
-
-    registry = ModelRegistry(PROJECT_ROOT / "models")
-    train_demo_models(registry, only=["iris_classifier"])
-    return RuntimeTable(registry, "iris_classifier")
+def runtimes(demo_models: DemoModels) -> RuntimeTable:
+    return RuntimeTable(demo_models.registry("iris_classifier"), "iris_classifier")
 
 
 def make(runtimes: RuntimeTable, cache: RecordingCache | None = None) -> tuple[Pipeline, Any, Any, Any]:

@@ -15,15 +15,15 @@ from onnx import TensorProto, helper, numpy_helper
 from pydantic import ValidationError
 
 from runtime import errors, registry
-from runtime.registry import (
+from runtime.errors import (
     ChecksumMismatch,
     InvalidModel,
     ModelNotFound,
-    ModelRegistry,
     RegistryError,
     VersionExists,
     VersionNotFound,
 )
+from runtime.registry import ModelRegistry
 from schemas.model_metadata import FeatureBaseline, ModelMetadata
 
 
