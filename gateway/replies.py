@@ -5,10 +5,13 @@ a gateway starts or stops, and during a rebalance replies land on partitions
 nobody (or the wrong instance) reads, so they are lost. An owned topic has no
 group and no rebalance: a reply goes to exactly the instance that waits for it.
 
-Pending requests are futures keyed by correlation id (the message key): register
-before publishing, await under the deadline, discard in ``finally``. Replies
-without a waiter (late, or for a request that timed out) are dropped and counted.
-If the consumer thread dies, every waiter is failed at once instead of hanging.
+Pending requests are futures keyed by correlation id (the request id): register
+before publishing, await under the deadline, discard in ``finally``. A reply message
+is a PredictReplyBatch (one worker batch's replies for this gateway); it is parsed on
+the consumer thread and each reply handed to its waiter on the event loop, all in one
+loop callback. Replies without a waiter (late, or for a request that timed out) are
+dropped and counted. If the consumer thread dies, every waiter is failed at once
+instead of hanging.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import asyncio
 import logging
 import threading
 import time
+from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+import orjson
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from gateway import metrics
 from runtime.errors import Unavailable
@@ -27,7 +32,9 @@ from runtime.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
-Pending = dict[bytes, "asyncio.Future[bytes]"]
+Reply = dict[str, Any]
+"""One PredictReply, parsed."""
+Pending = dict[bytes, "asyncio.Future[Reply]"]
 
 
 class ReplyRouter:
@@ -60,11 +67,11 @@ class ReplyRouter:
                 f"reply consumer could not be assigned {self.topic}: {self.failure or 'timeout'}"
             )
 
-    def register(self, correlation_id: bytes) -> asyncio.Future[bytes]:
+    def register(self, correlation_id: bytes) -> asyncio.Future[Reply]:
         if correlation_id in self._pending:
             raise KeyError(correlation_id)
         assert self._loop is not None
-        future: asyncio.Future[bytes] = self._loop.create_future()
+        future: asyncio.Future[Reply] = self._loop.create_future()
         self._pending[correlation_id] = future
         return future
 
@@ -129,7 +136,7 @@ class ReplyRouter:
             messages = consumer.consume(1, 0.05)
             if messages:
                 messages.extend(consumer.consume(999, 0))
-            replies = [(m.key(), m.value()) for m in messages if m.error() is None]
+            replies = [reply for m in messages if m.error() is None for reply in _replies_in(m)]
             if replies:
                 self._call_soon(self._resolve, replies)
 
@@ -138,13 +145,13 @@ class ReplyRouter:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(callback, argument)  # type: ignore[arg-type]
 
-    def _resolve(self, replies: list[tuple[bytes | None, bytes | None]]) -> None:
-        for key, value in replies:
-            future = self._pending.get(key) if key is not None else None
-            if future is None or future.done() or value is None:
+    def _resolve(self, replies: list[tuple[bytes, Reply]]) -> None:
+        for key, reply in replies:
+            future = self._pending.get(key)
+            if future is None or future.done():
                 metrics.LATE_REPLIES.inc()
                 continue
-            future.set_result(value)
+            future.set_result(reply)
 
     def fail(self, correlation_id: bytes, error: Exception) -> None:
         """Fail one waiter (called on the event loop, e.g. when its request was never delivered)."""
@@ -156,3 +163,16 @@ class ReplyRouter:
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(Unavailable(f"reply consumer stopped: {reason}"))
+
+
+def _replies_in(message: Message) -> list[tuple[bytes, Reply]]:
+    """(correlation id, reply) for every reply a message carries; nothing for a malformed one."""
+    value = message.value()
+    try:
+        parsed: Any = orjson.loads(value or b"null")
+        replies: list[Reply] = parsed["replies"] if parsed.get("kind") == "reply_batch" else [parsed]
+        return [(str(reply["request_id"]).encode(), reply) for reply in replies]
+    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
+        metrics.LATE_REPLIES.inc()  # counted with the unanswerable ones
+        log.warning("malformed reply message", extra={"offset": message.offset()})
+        return []

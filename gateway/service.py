@@ -13,13 +13,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-import orjson
 from confluent_kafka import KafkaError, Message
 
 from gateway import metrics
 from gateway.cache import GatewayCache
+from gateway.coalesce import RequestCoalescer
 from gateway.model_table import ModelTable
-from gateway.replies import ReplyRouter
+from gateway.replies import Reply, ReplyRouter
 from runtime.cache_keys import cache_key, decode_value
 from runtime.clock import now_ms
 from runtime.errors import DeadlineExceeded, InvalidInput, RequestIdInUse, RtmlError, Unavailable, from_code
@@ -61,8 +61,14 @@ class PredictionService:
         self._producer = producer
         self._replies = replies
         self._cache = cache
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._undelivered: set[bytes] = set()
+        self._outgoing = RequestCoalescer(
+            producer,
+            self._kafka.request_topic,
+            delivered=self._undelivered.difference_update,
+            fail=self._fail,
+            max_message_bytes=settings.gateway.max_body_bytes,
+        )
 
     @property
     def kafka_up(self) -> bool:
@@ -164,7 +170,6 @@ class PredictionService:
             future = self._replies.register(correlation)
         except KeyError:
             raise RequestIdInUse(f"request_id '{request_id}' is already in flight on this gateway") from None
-        metrics.IN_FLIGHT.inc()
         try:
             self._publish(correlation, request_id, model, version, features, use_cache, timeout_s)
             async with asyncio.timeout(timeout_s):
@@ -174,7 +179,6 @@ class PredictionService:
         finally:
             self._replies.discard(correlation)
             self._undelivered.discard(correlation)
-            metrics.IN_FLIGHT.dec()
         return _decode_reply(reply, request_id, model, version)
 
     def _publish(
@@ -200,32 +204,15 @@ class PredictionService:
             sent_at_ms=sent,
         )
         self._undelivered.add(correlation)
-        try:
-            self._producer.produce(
-                self._kafka.request_topic(model),
-                envelope,
-                correlation,
-                on_delivery=self._on_delivery,
-                max_wait_s=0,
-            )
-        except BufferError:
-            raise Unavailable("the gateway's Kafka queue is full; try again later") from None
+        self._outgoing.add(model, correlation, envelope)
 
-    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
-        """Runs on the producer's poll thread."""
-        key = message.key()
-        if key is None:
-            return
-        if error is None:
-            self._undelivered.discard(key)
-            return
-        failure = Unavailable(f"could not publish to Kafka: {error.str()}")
-        loop = self._loop
-        if loop is not None:
-            loop.call_soon_threadsafe(self._replies.fail, key, failure)
+    def _fail(self, correlations: list[bytes], error: RtmlError) -> None:
+        """Fail the waiters of requests that never reached Kafka (on the event loop)."""
+        for correlation in correlations:
+            self._replies.fail(correlation, error)
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self._outgoing.bind_loop(loop)
 
     def _timeout_error(self, correlation: bytes, model: str, timeout_s: float) -> RtmlError:
         if correlation in self._undelivered:
@@ -240,8 +227,7 @@ def _count_log_error(error: KafkaError | None, _message: Message) -> None:
         metrics.LOG_ERRORS.inc()
 
 
-def _decode_reply(raw: bytes, request_id: str, model: str, version: str) -> Prediction:
-    reply = orjson.loads(raw)
+def _decode_reply(reply: Reply, request_id: str, model: str, version: str) -> Prediction:
     if not reply.get("ok"):
         error = reply.get("error") or {}
         raise from_code(error.get("code", "internal"), error.get("message", "worker failed"))

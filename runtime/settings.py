@@ -67,10 +67,11 @@ class KafkaSettings(BaseModel):
     """Partitions of each request topic: the upper bound on workers per model."""
     log_partitions: int = Field(default=4, ge=1)
     """Partitions of the prediction-log and dead-letter topics."""
-    fetch_wait_max_ms: int = Field(default=5, ge=0, le=10000)
+    fetch_wait_max_ms: int = Field(default=500, ge=0, le=10000)
     """fetch.wait.max.ms of the request and reply consumers: how long the broker may hold an
     empty fetch. The broker answers a held fetch as soon as data arrives, so this bounds idle
-    fetch traffic, not latency (see bench/RESULTS.md)."""
+    fetch traffic, not latency: at 5 ms every idle consumer cost the broker 200 fetches a second
+    (half a core for `make run`'s stack), at 500 ms two (bench/RESULTS.md)."""
     delivery_timeout_ms: int = Field(default=30000, ge=1000)
     """message.timeout.ms of the durable producers (log, dead letters, alert dead letters): a write
     unacknowledged by then fails. The worker's waits for acknowledgements derive from it."""

@@ -6,8 +6,10 @@ checks every such encoder against these models and against the JSON Schema that
 ``rtml schemas export`` writes for producers in other languages.
 
 Topics:
-- ``rtml.requests.<model>``: :class:`PredictRequest` (gateway or any producer)
-- ``rtml.replies.<gateway>``: :class:`PredictReply` (workers -> the gateway that asked)
+- ``rtml.requests.<model>``: :class:`PredictRequest` (any producer), or :class:`PredictRequestBatch`
+  (several requests in one message: what the gateway sends, and what a producer may send)
+- ``rtml.replies.<gateway>``: :class:`PredictReplyBatch` (workers -> the gateway that asked: the
+  replies of one consumed batch for that gateway, in one message)
 - ``rtml.predictions``: :class:`PredictionRecord` (one per predicted row)
 - ``rtml.dlq``: :class:`DeadLetterRecord` (what could not be served, and why)
 """
@@ -64,6 +66,42 @@ class PredictRequest(_Message):
     """When the producer sent it (Unix ms), for end-to-end latency."""
 
 
+MAX_REQUESTS_PER_BATCH = 4096
+
+
+class PredictRequestBatch(_Message):
+    """Several :class:`PredictRequest` in one Kafka message (added in 0.2; version 1 of its kind).
+
+    Why: every message costs the broker, librdkafka and the worker's Python a fixed amount
+    whatever its size; the gateway coalesces the requests for one model that arrive in the same
+    event-loop iteration into one message, so that cost is paid once per batch (bench/RESULTS.md).
+    Each request keeps every field of its own (deadline, reply address, version): a worker serves,
+    answers, logs and dead-letters them one by one, exactly as if they had come as single
+    messages. Workers accept both kinds on every request topic.
+    """
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "schema_version": 1,
+                    "kind": "request_batch",
+                    "requests": [
+                        {"request_id": "txn-1", "model": "fraud_detector", "features": [[120.5, 23.0, 0.4]]},
+                        {"request_id": "txn-2", "model": "fraud_detector", "features": [[80.0, 2.0, 0.9]]},
+                    ],
+                }
+            ]
+        },
+    )
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    kind: Literal["request_batch"]
+    requests: list[PredictRequest] = Field(min_length=1, max_length=MAX_REQUESTS_PER_BATCH)
+
+
 class ErrorInfo(_Message):
     code: str
     """Stable machine-readable code, e.g. ``invalid_input``."""
@@ -86,6 +124,14 @@ class PredictReply(_Message):
     error: ErrorInfo | None = None
     worker_ms: float | None = None
     """Time from the worker receiving the batch to producing this reply."""
+
+
+class PredictReplyBatch(_Message):
+    """The replies of one consumed batch for one gateway, in one message (see PredictRequestBatch)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    kind: Literal["reply_batch"]
+    replies: list[PredictReply] = Field(min_length=1)
 
 
 class PredictionRecord(_Message):
@@ -143,7 +189,9 @@ class DeadLetterRecord(_Message):
 
 ALL_MESSAGES: dict[str, type[BaseModel]] = {
     "predict_request": PredictRequest,
+    "predict_request_batch": PredictRequestBatch,
     "predict_reply": PredictReply,
+    "predict_reply_batch": PredictReplyBatch,
     "prediction_record": PredictionRecord,
     "dead_letter_record": DeadLetterRecord,
 }

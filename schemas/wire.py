@@ -41,6 +41,23 @@ def encode_request(
     )
 
 
+REQUEST_BATCH_HEAD = b'{"schema_version":%d,"kind":"request_batch","requests":[' % SCHEMA_VERSION
+REQUEST_BATCH_TAIL = b"]}"
+REQUEST_BATCH_OVERHEAD = len(REQUEST_BATCH_HEAD) + len(REQUEST_BATCH_TAIL)
+
+
+def join_request_batch(encoded_requests: Sequence[bytes]) -> bytes:
+    """A :class:`~schemas.messages.PredictRequestBatch` of requests already encoded by
+    :func:`encode_request` (joined as bytes: each request is encoded once, when it arrives, so its
+    size is known before it is added to a message)."""
+    return REQUEST_BATCH_HEAD + b",".join(encoded_requests) + REQUEST_BATCH_TAIL
+
+
+def is_request_batch(value: bytes) -> bool:
+    """Cheap first guess at a message's kind (the schema validation that follows decides)."""
+    return b'"request_batch"' in value
+
+
 def encode_prediction_record(
     *,
     request_id: str,

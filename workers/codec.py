@@ -18,7 +18,8 @@ from confluent_kafka import Message
 from pydantic import ValidationError
 
 from runtime.errors import BadRequest, DeadlineExceeded, InvalidInput, ModelNotFound, RtmlError, Undecodable
-from schemas.messages import SCHEMA_VERSION, DeadLetterReason, Label, PredictRequest
+from schemas.messages import SCHEMA_VERSION, DeadLetterReason, Label, PredictRequest, PredictRequestBatch
+from schemas.wire import is_request_batch
 
 __all__ = ["DecodedRequest", "PredictRequest", "Rejected"]
 from workers.inference import ModelRuntime, RuntimeTable
@@ -39,6 +40,9 @@ class Rejected:
     message: Message
     error: RtmlError
     request: PredictRequest | None = None
+    value: bytes | None = None
+    """What the dead letter keeps: the message's value, or (for one request of a
+    PredictRequestBatch) that request alone, so it can be replayed by itself."""
 
     @property
     def reason(self) -> DeadLetterReason:
@@ -57,27 +61,63 @@ def _validation_summary(error: ValidationError) -> str:
 
 def decode(
     message: Message, runtimes: RuntimeTable, now_ms: int, reply_prefix: str
-) -> DecodedRequest | Rejected:
+) -> list[DecodedRequest | Rejected]:
+    """One outcome per request the message carries (one, or a PredictRequestBatch's many)."""
     value = message.value()
     if not value:
-        return Rejected(message, Undecodable("empty message value"))
+        return [Rejected(message, Undecodable("empty message value"))]
+    if is_request_batch(value):
+        try:
+            batch = PredictRequestBatch.model_validate_json(value)
+        except ValidationError as exc:
+            if not _not_a_batch(exc):
+                return [Rejected(message, _invalid(exc))]
+        else:
+            return [
+                _check(message, request, runtimes, now_ms, reply_prefix, _alone(request))
+                for request in batch.requests
+            ]
     try:
         request = PredictRequest.model_validate_json(value)
     except ValidationError as exc:
-        kind = Undecodable if exc.errors()[0]["type"] == "json_invalid" else BadRequest
-        return Rejected(message, kind(_validation_summary(exc)))
+        return [Rejected(message, _invalid(exc))]
+    return [_check(message, request, runtimes, now_ms, reply_prefix, None)]
+
+
+def _invalid(error: ValidationError) -> RtmlError:
+    kind = Undecodable if error.errors()[0]["type"] == "json_invalid" else BadRequest
+    return kind(_validation_summary(error))
+
+
+def _not_a_batch(error: ValidationError) -> bool:
+    """The value only mentioned "request_batch" (in an id, say): read it as a single request."""
+    return any(part["loc"][:1] == ("kind",) for part in error.errors())
+
+
+def _alone(request: PredictRequest) -> bytes:
+    return request.model_dump_json(exclude_none=True).encode()
+
+
+def _check(
+    message: Message,
+    request: PredictRequest,
+    runtimes: RuntimeTable,
+    now_ms: int,
+    reply_prefix: str,
+    value: bytes | None,
+) -> DecodedRequest | Rejected:
     if request.reply_to is not None and not request.reply_to.startswith(reply_prefix):
         # Never let a producer make workers write into arbitrary topics (e.g. the log).
         detail = f"reply_to {request.reply_to[:80]!r} is not a reply topic (must start with {reply_prefix!r})"
-        return Rejected(message, BadRequest(detail))
+        return Rejected(message, BadRequest(detail), value=value)
     if request.deadline_ms is not None and request.deadline_ms < now_ms:
         late = DeadlineExceeded(f"deadline passed {now_ms - request.deadline_ms} ms before the worker got it")
-        return Rejected(message, late, request)
-    return _bind_model(message, request, runtimes)
+        return Rejected(message, late, request, value)
+    return _bind_model(message, request, runtimes, value)
 
 
 def _bind_model(
-    message: Message, request: PredictRequest, runtimes: RuntimeTable
+    message: Message, request: PredictRequest, runtimes: RuntimeTable, value: bytes | None
 ) -> DecodedRequest | Rejected:
     try:
         if request.model != runtimes.model:
@@ -87,7 +127,7 @@ def _bind_model(
         runtime = runtimes.resolve(request.version)
         _check_widths(request.features, runtime)
     except (ModelNotFound, InvalidInput) as exc:
-        return Rejected(message, exc, request)
+        return Rejected(message, exc, request, value)
     return DecodedRequest(message, request, runtime)
 
 
@@ -102,6 +142,30 @@ def _check_widths(rows: list[list[float]], runtime: ModelRuntime) -> None:
             )
 
 
+Reply = dict[str, object]
+"""One PredictReply as a plain dict; a batch's replies for one gateway go out in one message."""
+
+
+def encode_reply_batch(replies: Sequence[Reply]) -> bytes:
+    """A :class:`~schemas.messages.PredictReplyBatch`."""
+    return orjson.dumps({"schema_version": SCHEMA_VERSION, "kind": "reply_batch", "replies": replies})
+
+
+REPLY_MESSAGE_LIMIT = 900_000
+"""Replies for one gateway are split over several messages above this many bytes (the broker's
+default limit is 1 MB)."""
+
+
+def encode_reply_batches(replies: Sequence[Reply], limit: int = REPLY_MESSAGE_LIMIT) -> list[bytes]:
+    """``replies`` as PredictReplyBatch messages of at most ``limit`` bytes each where possible
+    (halving until they fit; a single reply over the limit goes alone and may be refused)."""
+    value = encode_reply_batch(replies)
+    if len(value) <= limit or len(replies) == 1:
+        return [value]
+    half = len(replies) // 2
+    return encode_reply_batches(replies[:half], limit) + encode_reply_batches(replies[half:], limit)
+
+
 def encode_reply(
     request: PredictRequest,
     version: str,
@@ -109,34 +173,30 @@ def encode_reply(
     probabilities: Sequence[Sequence[float] | None],
     from_cache: Sequence[bool],
     worker_ms: float,
-) -> bytes:
+) -> Reply:
     has_probabilities = bool(probabilities) and probabilities[0] is not None
-    return orjson.dumps(
-        {
-            "schema_version": SCHEMA_VERSION,
-            "request_id": request.request_id,
-            "model": request.model,
-            "version": version,
-            "ok": True,
-            "predictions": labels,
-            "probabilities": probabilities if has_probabilities else None,
-            "from_cache": from_cache,
-            "worker_ms": worker_ms,
-        }
-    )
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "request_id": request.request_id,
+        "model": request.model,
+        "version": version,
+        "ok": True,
+        "predictions": labels,
+        "probabilities": probabilities if has_probabilities else None,
+        "from_cache": from_cache,
+        "worker_ms": worker_ms,
+    }
 
 
-def encode_error_reply(request: PredictRequest, error: RtmlError) -> bytes:
-    return orjson.dumps(
-        {
-            "schema_version": SCHEMA_VERSION,
-            "request_id": request.request_id,
-            "model": request.model,
-            "version": request.version,
-            "ok": False,
-            "error": {"code": error.code, "message": error.message},
-        }
-    )
+def encode_error_reply(request: PredictRequest, error: RtmlError) -> Reply:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "request_id": request.request_id,
+        "model": request.model,
+        "version": request.version,
+        "ok": False,
+        "error": {"code": error.code, "message": error.message},
+    }
 
 
 DEAD_LETTER_VALUE_LIMIT = 512 * 1024
@@ -148,7 +208,7 @@ its partition. Larger values keep their first bytes, their size and their SHA-25
 def encode_dead_letter(rejected: Rejected, worker: str, now_ms: int) -> bytes:
     message = rejected.message
     key = message.key()
-    value = message.value() or b""
+    value = rejected.value if rejected.value is not None else (message.value() or b"")
     kept = value[:DEAD_LETTER_VALUE_LIMIT]
     return orjson.dumps(
         {

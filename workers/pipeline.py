@@ -1,5 +1,9 @@
 """One consumed batch through the stages: decode -> cache -> ONNX -> reply + log.
 
+A message may carry one request or a PredictRequestBatch of many; from decoding on, every
+request is handled on its own. The replies of one consumed batch for one gateway go out
+in one PredictReplyBatch message (one produce, one broker write, one wake-up there).
+
 Every message ends as predictions in the log or as a dead letter with the reason.
 Rows of all requests for the same model version are handled as one array: one
 cache-key pass, one MGET for the whole batch, one ONNX Runtime call per version
@@ -86,22 +90,25 @@ class Pipeline:
         self._log_topic = settings.kafka.predictions_topic
         self._dlq_topic = settings.kafka.dlq_topic
         self._max_rows = settings.worker.max_batch_rows
+        self._outgoing: dict[str, list[codec.Reply]] = {}
+        """Replies of the batch being processed, by reply topic; sent at its end."""
 
     def process(self, messages: Sequence[Message]) -> None:
         started = time.perf_counter()
         arrived_ms = now_ms()
         batches: dict[str, VersionBatch] = {}
         for message in messages:
-            outcome = codec.decode(message, self._runtimes, arrived_ms, self._reply_prefix)
-            if isinstance(outcome, Rejected):
-                self._reject(outcome, arrived_ms)
-                continue
-            version = outcome.runtime.version
-            if version not in batches:
-                batches[version] = VersionBatch(outcome.runtime)
-            batches[version].add(outcome)
+            for outcome in codec.decode(message, self._runtimes, arrived_ms, self._reply_prefix):
+                if isinstance(outcome, Rejected):
+                    self._reject(outcome, arrived_ms)
+                    continue
+                version = outcome.runtime.version
+                if version not in batches:
+                    batches[version] = VersionBatch(outcome.runtime)
+                batches[version].add(outcome)
         if batches:
             self._serve(list(batches.values()), started)
+        self._send_replies()
         self._replies.poll()
         metrics.BATCH_SECONDS.labels(self._model).observe(time.perf_counter() - started)
 
@@ -110,9 +117,7 @@ class Pipeline:
         self._outbox.send(self._dlq_topic, codec.encode_dead_letter(rejected, self._worker_id, at_ms))
         request = rejected.request
         if request is not None and request.reply_to and not isinstance(rejected.error, DeadlineExceeded):
-            self._replies.send(
-                request.reply_to, request.request_id, codec.encode_error_reply(request, rejected.error)
-            )
+            self._answer(request.reply_to, codec.encode_error_reply(request, rejected.error))
         log.info(
             "dead-lettered",
             extra={"reason": rejected.reason, "detail": rejected.detail, "offset": rejected.message.offset()},
@@ -235,4 +240,17 @@ class Pipeline:
         reply = codec.encode_reply(
             request, batch.runtime.version, labels, probabilities, from_cache, worker_ms
         )
-        self._replies.send(topic, request.request_id, reply)
+        self._answer(topic, reply)
+
+    def _answer(self, topic: str, reply: codec.Reply) -> None:
+        replies = self._outgoing.get(topic)
+        if replies is None:
+            self._outgoing[topic] = [reply]
+        else:
+            replies.append(reply)
+
+    def _send_replies(self) -> None:
+        for topic, replies in self._outgoing.items():
+            for value in codec.encode_reply_batches(replies):
+                self._replies.send(topic, value)
+        self._outgoing.clear()

@@ -31,10 +31,11 @@ class ReplySender:
         """Count what is sent from now on against ``ticket`` (the batch being processed)."""
         self._ticket = ticket
 
-    def send(self, topic: str, request_id: str, value: bytes) -> None:
+    def send(self, topic: str, value: bytes) -> None:
+        """One PredictReplyBatch (its gateway finds each waiter by the request ids inside)."""
         ticket = self._ticket
         try:
-            self._producer.produce(topic, value, request_id.encode(), on_delivery=ticket.on_reply)
+            self._producer.produce(topic, value, None, on_delivery=ticket.on_reply)
         except QueueFull:  # REPLY_PRODUCER does not wait for room: drop the reply, count it
             metrics.REPLY_ERRORS.inc()
             return

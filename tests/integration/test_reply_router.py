@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 from prometheus_client import REGISTRY
@@ -45,8 +46,11 @@ class Routed:
     bootstrap: str
     consumer: DyingConsumer
 
-    def reply(self, key: bytes, value: bytes) -> None:
-        produce(self.bootstrap, self.router.topic, [value], key)
+    def reply(self, key: bytes, text: str) -> None:
+        """One PredictReplyBatch holding one reply to ``key``, as a worker sends it."""
+        reply = {"request_id": key.decode(), "ok": True, "predictions": [text]}
+        value = orjson.dumps({"schema_version": 1, "kind": "reply_batch", "replies": [reply]})
+        produce(self.bootstrap, self.router.topic, [value], None)
 
 
 @pytest.fixture
@@ -83,9 +87,11 @@ async def test_replies_reach_their_own_waiter(routed: Routed) -> None:
     ids = [f"req-{i}".encode() for i in range(10)]
     futures = {cid: routed.router.register(cid) for cid in ids}
     for cid in reversed(ids):
-        await asyncio.to_thread(routed.reply, cid, b"answer to " + cid)
+        await asyncio.to_thread(routed.reply, cid, f"answer to {cid!r}")
     await asyncio.wait_for(asyncio.gather(*futures.values()), 20)
-    assert {cid: f.result() for cid, f in futures.items()} == {cid: b"answer to " + cid for cid in ids}
+    assert {cid: f.result()["predictions"] for cid, f in futures.items()} == {
+        cid: [f"answer to {cid!r}"] for cid in ids
+    }
 
 
 async def test_late_replies_are_dropped_and_counted(routed: Routed) -> None:
@@ -93,10 +99,10 @@ async def test_late_replies_are_dropped_and_counted(routed: Routed) -> None:
     gone = routed.router.register(b"gone")
     routed.router.discard(b"gone")
     waiting = routed.router.register(b"waiting")
-    await asyncio.to_thread(routed.reply, b"gone", b"too late")
-    await asyncio.to_thread(routed.reply, b"stranger", b"nobody asked")
-    await asyncio.to_thread(routed.reply, b"waiting", b"in time")  # same partition: read after the others
-    assert await asyncio.wait_for(waiting, 20) == b"in time"
+    await asyncio.to_thread(routed.reply, b"gone", "too late")
+    await asyncio.to_thread(routed.reply, b"stranger", "nobody asked")
+    await asyncio.to_thread(routed.reply, b"waiting", "in time")  # same partition: read after the others
+    assert (await asyncio.wait_for(waiting, 20))["predictions"] == ["in time"]
     assert late_replies() - before == 2 and not gone.done()
 
 

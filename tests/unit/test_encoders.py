@@ -3,9 +3,10 @@ schemas/messages.py (which must also give back exactly what was encoded, nothing
 dropped) and the committed JSON Schema export in schemas/json/ (what producers in other
 languages validate against).
 
-Encoders: schemas.wire.encode_request (gateway -> workers), schemas.wire.encode_prediction_record
-(workers and the gateway's cache hits -> prediction log), workers.codec.encode_reply /
-encode_error_reply (workers -> gateway), workers.codec.encode_dead_letter (workers -> DLQ).
+Encoders: schemas.wire.encode_request and join_request_batch (gateway -> workers),
+schemas.wire.encode_prediction_record (workers and the gateway's cache hits -> prediction log),
+workers.codec.encode_reply / encode_error_reply inside encode_reply_batch (workers -> gateway),
+workers.codec.encode_dead_letter (workers -> DLQ).
 """
 
 from __future__ import annotations
@@ -24,14 +25,24 @@ from pydantic import BaseModel
 
 from runtime import errors
 from schemas.export import EXPORT_DIR
-from schemas.messages import ALL_MESSAGES, DeadLetterRecord, PredictionRecord, PredictReply, PredictRequest
-from schemas.wire import encode_prediction_record, encode_request
+from schemas.messages import (
+    ALL_MESSAGES,
+    DeadLetterRecord,
+    PredictionRecord,
+    PredictReply,
+    PredictReplyBatch,
+    PredictRequest,
+    PredictRequestBatch,
+)
+from schemas.wire import encode_prediction_record, encode_request, is_request_batch, join_request_batch
 from workers.codec import (
     DEAD_LETTER_VALUE_LIMIT,
     Rejected,
     encode_dead_letter,
     encode_error_reply,
     encode_reply,
+    encode_reply_batch,
+    encode_reply_batches,
 )
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
@@ -67,7 +78,14 @@ def check(raw: bytes, model: type[BaseModel]) -> Any:
 
 
 def test_every_message_has_an_encoder_checked_here() -> None:
-    checked = {PredictRequest, PredictReply, PredictionRecord, DeadLetterRecord}
+    checked = {
+        PredictRequest,
+        PredictRequestBatch,
+        PredictReply,
+        PredictReplyBatch,
+        PredictionRecord,
+        DeadLetterRecord,
+    }
     assert set(ALL_MESSAGES.values()) == checked, "a new message needs its encoder checked in this file"
 
 
@@ -94,6 +112,15 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
 def test_encode_request(fields: dict[str, Any]) -> None:
     request = check(encode_request(**fields), PredictRequest)
     assert request.model_dump(exclude={"schema_version"}) == fields
+
+
+@PROPERTY
+@given(st.lists(requests(), min_size=1, max_size=6))
+def test_join_request_batch(many: list[dict[str, Any]]) -> None:
+    raw = join_request_batch([encode_request(**fields) for fields in many])
+    batch = check(raw, PredictRequestBatch)
+    assert [r.model_dump(exclude={"schema_version"}) for r in batch.requests] == many
+    assert is_request_batch(raw)
 
 
 # -- prediction log -------------------------------------------------------------------------
@@ -171,7 +198,9 @@ def test_encode_reply(
     predictions = data.draw(st.lists(labels, min_size=rows, max_size=rows))
     from_cache = data.draw(st.lists(st.booleans(), min_size=rows, max_size=rows))
     worker_ms = data.draw(st.floats(min_value=0, max_value=1e6))
-    raw = encode_reply(_request(fields), version, predictions, probabilities, from_cache, worker_ms)
+    raw = orjson.dumps(
+        encode_reply(_request(fields), version, predictions, probabilities, from_cache, worker_ms)
+    )
     reply = check(raw, PredictReply)
     assert reply.ok and reply.error is None and reply.request_id == fields["request_id"]
     assert reply.predictions == predictions and reply.from_cache == from_cache
@@ -191,9 +220,32 @@ REPLY_ERRORS = [
 @PROPERTY
 @given(fields=requests(), error=st.sampled_from(REPLY_ERRORS))
 def test_encode_error_reply(fields: dict[str, Any], error: errors.RtmlError) -> None:
-    reply = check(encode_error_reply(_request(fields), error), PredictReply)
+    reply = check(orjson.dumps(encode_error_reply(_request(fields), error)), PredictReply)
     assert not reply.ok and reply.predictions is None and reply.version == fields["version"]
     assert reply.error is not None and (reply.error.code, reply.error.message) == (error.code, error.message)
+
+
+@PROPERTY
+@given(many=st.lists(requests(), min_size=1, max_size=6), error=st.sampled_from(REPLY_ERRORS))
+def test_encode_reply_batch(many: list[dict[str, Any]], error: errors.RtmlError) -> None:
+    replies = [
+        encode_reply(_request(fields), "1", [0], [[0.5, 0.5]], [False], 1.0)
+        if index % 2
+        else encode_error_reply(_request(fields), error)
+        for index, fields in enumerate(many)
+    ]
+    batch = check(encode_reply_batch(replies), PredictReplyBatch)
+    assert [reply.request_id for reply in batch.replies] == [fields["request_id"] for fields in many]
+
+
+def test_reply_batches_are_split_under_the_message_limit() -> None:
+    fields = {"request_id": "r", "model": "m", "version": None, "features": [[0.0]], "reply_to": "t",
+              "deadline_ms": None, "use_cache": True, "source": "http", "sent_at_ms": None}  # fmt: skip
+    replies = [encode_reply(_request(fields), "1", [0] * 50, [[0.25] * 4] * 50, [False] * 50, 1.0)] * 40
+    whole = encode_reply_batch(replies)
+    parts = encode_reply_batches(replies, limit=len(whole) // 5)
+    assert len(parts) > 1 and all(len(part) <= len(whole) // 5 for part in parts)
+    assert sum(len(check(part, PredictReplyBatch).replies) for part in parts) == len(replies)
 
 
 # -- dead letters -----------------------------------------------------------------------------

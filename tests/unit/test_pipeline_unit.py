@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,8 @@ from confluent_kafka import Message
 
 from runtime.cache_keys import cache_key, encode_value
 from runtime.settings import load_settings
+from schemas.messages import PredictReplyBatch, PredictRequest
+from schemas.wire import join_request_batch
 from tests.model_fixtures import DemoModels
 from workers.inference import Predictions, RuntimeTable
 from workers.pipeline import Pipeline
@@ -46,9 +49,13 @@ class RecordingOutbox:
 class RecordingReplies:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, dict[str, Any]]] = []
+        """(topic, request id, reply) of every reply, in order."""
+        self.messages = 0
 
-    def send(self, topic: str, request_id: str, value: bytes) -> None:
-        self.sent.append((topic, request_id, orjson.loads(value)))
+    def send(self, topic: str, value: bytes) -> None:
+        batch = PredictReplyBatch.model_validate_json(value)
+        self.messages += 1
+        self.sent.extend((topic, reply.request_id, reply.model_dump()) for reply in batch.replies)
 
     def poll(self) -> None:
         pass
@@ -139,3 +146,32 @@ def test_a_request_that_breaks_the_model_is_isolated(
     dead = outbox.of(settings.kafka.dlq_topic)
     assert [(d["request_id"], d["reason"]) for d in dead] == [("bad", "model_error")]
     assert "kernel exploded" in dead[0]["message"]
+
+
+def test_a_request_batch_is_served_request_by_request(runtimes: RuntimeTable) -> None:
+    """A PredictRequestBatch message: each request predicted, logged or dead-lettered on its own
+    (the dead letter keeps that request alone), and every reply for one gateway in one message."""
+    pipeline, _cache, outbox, replies = make(runtimes)
+    reply_to = f"{load_settings().kafka.reply_topic_prefix}gw"
+    value = join_request_batch(
+        [
+            request("ok-1", [[5.1, 3.5, 1.4, 0.2]], reply_to=reply_to),
+            request("narrow", [[1, 2, 3]], reply_to=reply_to),
+            request("late", [[1, 2, 3, 4]], reply_to=reply_to, deadline_ms=1),
+            request("ok-2", [[6.2, 2.9, 4.3, 1.3], [7.3, 2.9, 6.3, 1.8]], reply_to=reply_to),
+        ]
+    )
+    pipeline.process([message(7, value)])
+    settings = load_settings()
+    logged = outbox.of(settings.kafka.predictions_topic)
+    assert sorted((r["request_id"], r["row"]) for r in logged) == [("ok-1", 0), ("ok-2", 0), ("ok-2", 1)]
+    dead = {d["request_id"]: d for d in outbox.of(settings.kafka.dlq_topic)}
+    assert {k: d["reason"] for k, d in dead.items()} == {"narrow": "invalid_input", "late": "expired"}
+    kept = PredictRequest.model_validate_json(base64.b64decode(dead["narrow"]["value"]))
+    assert kept.request_id == "narrow" and dead["narrow"]["offset"] == 7
+    assert replies.messages == 1  # one message for the gateway, expired request unanswered
+    assert [(rid, reply["ok"]) for _t, rid, reply in replies.sent] == [
+        ("narrow", False),
+        ("ok-1", True),
+        ("ok-2", True),
+    ]

@@ -28,10 +28,10 @@ from runtime.errors import (
     Unavailable,
 )
 from runtime.settings import Settings, load_settings
-from schemas.messages import PredictionRecord, PredictRequest
+from schemas.messages import PredictionRecord, PredictRequest, PredictRequestBatch
 from tests.model_fixtures import DemoModels
 from tests.unit.gateway_fakes import FakeCache, FakeProducer, FakeReplyConsumer, Produced, acknowledge
-from workers.codec import encode_error_reply, encode_reply
+from workers.codec import Reply, encode_error_reply, encode_reply, encode_reply_batch
 
 MODEL = "iris_classifier"
 ROW = [5.1, 3.5, 1.4, 0.2]
@@ -51,17 +51,25 @@ class Gateway:
     def request_topic(self) -> str:
         return self.settings.kafka.request_topic(MODEL)
 
-    def worker(self, answer: Callable[[PredictRequest], bytes]) -> None:
-        """Acknowledge every request and answer it with ``answer(request)`` on its reply topic."""
+    def worker(self, answer: Callable[[PredictRequest], Reply]) -> None:
+        """Acknowledge every request message and answer each request in it with ``answer(request)``,
+        all in one reply message, as a worker does."""
 
         def on_produce(message: Produced) -> None:
             acknowledge(message)
             if message.topic == self.request_topic:
-                request = PredictRequest.model_validate_json(message.value)
-                assert request.reply_to == self.router.topic and message.key == request.request_id.encode()
-                self.consumer.deliver(message.key, answer(request))
+                batch = PredictRequestBatch.model_validate_json(message.value)
+                assert all(request.reply_to == self.router.topic for request in batch.requests)
+                self.consumer.deliver(None, encode_reply_batch([answer(r) for r in batch.requests]))
 
         self.producer.on_produce = on_produce
+
+    def requests_sent(self) -> list[PredictRequest]:
+        return [
+            request
+            for message in self.producer.to(self.request_topic)
+            for request in PredictRequestBatch.model_validate_json(message.value).requests
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +93,7 @@ async def gateway(models: ModelTable, monkeypatch: pytest.MonkeyPatch) -> AsyncI
     await asyncio.to_thread(router.stop)
 
 
-def iris_reply(request: PredictRequest) -> bytes:
+def iris_reply(request: PredictRequest) -> Reply:
     n = len(request.features)
     return encode_reply(request, "1", [0] * n, [[0.9, 0.05, 0.05]] * n, [False] * n, 1.5)
 
@@ -102,7 +110,8 @@ async def test_a_request_goes_out_once_and_its_reply_comes_back(gateway: Gateway
     )
     assert answer.probabilities == [[0.9, 0.05, 0.05]] and answer.task == "classification"
     (sent,) = gateway.producer.produced
-    request = PredictRequest.model_validate_json(sent.value)
+    (request,) = gateway.requests_sent()
+    assert sent.key is None
     assert (sent.topic, request.model, request.version, request.features) == (
         gateway.request_topic,
         MODEL,
@@ -116,7 +125,7 @@ async def test_a_request_goes_out_once_and_its_reply_comes_back(gateway: Gateway
 
 
 async def test_many_rows_skip_the_cache_and_come_back_in_order(gateway: Gateway) -> None:
-    def labels_by_row(request: PredictRequest) -> bytes:
+    def labels_by_row(request: PredictRequest) -> Reply:
         n = len(request.features)
         return encode_reply(request, "1", list(range(n)), [None] * n, [False] * n, 1.0)
 
@@ -128,7 +137,7 @@ async def test_many_rows_skip_the_cache_and_come_back_in_order(gateway: Gateway)
 
 
 async def test_concurrent_requests_each_get_their_own_reply(gateway: Gateway) -> None:
-    def echo_id(request: PredictRequest) -> bytes:
+    def echo_id(request: PredictRequest) -> Reply:
         return encode_reply(request, "1", [request.request_id], [None], [False], 1.0)
 
     gateway.worker(echo_id)
@@ -138,6 +147,9 @@ async def test_concurrent_requests_each_get_their_own_reply(gateway: Gateway) ->
     )
     assert [a.predictions for a in answers] == [[i] for i in ids]
     assert gateway.router.in_flight == 0
+    # Made in one loop iteration, they left in one Kafka message.
+    assert len(gateway.producer.to(gateway.request_topic)) == 1
+    assert sorted(r.request_id for r in gateway.requests_sent()) == sorted(ids)
 
 
 async def test_a_cache_hit_is_answered_and_logged_without_a_request(gateway: Gateway) -> None:
@@ -249,4 +261,4 @@ async def test_a_dead_reply_consumer_fails_the_waiting_request(gateway: Gateway)
     gateway.consumer.die()
     with pytest.raises(Unavailable, match="reply consumer stopped"):
         await asyncio.wait_for(waiting, 2.0)
-    assert orjson.loads(gateway.producer.produced[0].value)["model"] == MODEL
+    assert orjson.loads(gateway.producer.produced[0].value)["requests"][0]["model"] == MODEL

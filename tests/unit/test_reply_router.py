@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 from prometheus_client import REGISTRY
 
@@ -18,6 +19,15 @@ from runtime.settings import load_settings
 from tests.unit.gateway_fakes import FakeReplyConsumer
 
 TOPIC = "rtml.replies.unit-gw"
+
+
+def reply(cid: bytes, text: str) -> dict[str, Any]:
+    return {"request_id": cid.decode(), "ok": True, "predictions": [text]}
+
+
+def batch(*replies: dict[str, Any]) -> bytes:
+    """A PredictReplyBatch, as workers send them (the router reads only these fields)."""
+    return orjson.dumps({"schema_version": 1, "kind": "reply_batch", "replies": list(replies)})
 
 
 def late_replies() -> float:
@@ -53,11 +63,12 @@ async def test_start_assigns_the_reply_topic_at_its_end(
 async def test_each_reply_reaches_its_own_waiter(router: ReplyRouter, consumer: FakeReplyConsumer) -> None:
     ids = [f"req-{i}".encode() for i in range(5)]
     futures = {cid: router.register(cid) for cid in ids}
-    for cid in reversed(ids):  # in another order than registered
-        consumer.deliver(cid, b"answer to " + cid)
+    consumer.deliver(None, batch(*(reply(cid, f"to {cid!r}") for cid in reversed(ids[2:]))))
+    for cid in reversed(ids[:2]):  # in another order than registered, and in other messages
+        consumer.deliver(None, batch(reply(cid, f"to {cid!r}")))
     await settle(*futures.values())
-    assert {cid: future.result() for cid, future in futures.items()} == {
-        cid: b"answer to " + cid for cid in ids
+    assert {cid: future.result()["predictions"] for cid, future in futures.items()} == {
+        cid: [f"to {cid!r}"] for cid in ids
     }
     for cid in ids:
         router.discard(cid)
@@ -71,12 +82,11 @@ async def test_late_and_unknown_replies_are_dropped_and_counted(
     waiting = router.register(b"waiting")
     gone = router.register(b"gone")
     router.discard(b"gone")  # its request timed out: the service discards it in `finally`
-    consumer.deliver(b"gone", b"too late")
-    consumer.deliver(b"never-asked", b"stray")
-    consumer.deliver(None, b"no key")
-    consumer.deliver(b"waiting", b"in time")
+    consumer.deliver(None, batch(reply(b"gone", "too late"), reply(b"never-asked", "stray")))
+    consumer.deliver(None, b"not a reply")  # malformed: counted with them
+    consumer.deliver(None, batch(reply(b"waiting", "in time")))
     await settle(waiting)
-    assert waiting.result() == b"in time" and not gone.done()
+    assert waiting.result()["predictions"] == ["in time"] and not gone.done()
     assert late_replies() - before == 3
 
 
@@ -85,14 +95,14 @@ async def test_a_second_reply_for_one_request_is_counted_late(
 ) -> None:
     before = late_replies()
     future = router.register(b"twice")
-    consumer.deliver(b"twice", b"first")
-    consumer.deliver(b"twice", b"second")
+    consumer.deliver(None, batch(reply(b"twice", "first")))
+    consumer.deliver(None, batch(reply(b"twice", "second")))
     await settle(future)
     for _ in range(50):  # both replies come in one batch or two: wait for the second to be seen
         if late_replies() - before == 1:
             break
         await asyncio.sleep(0.02)
-    assert future.result() == b"first" and late_replies() - before == 1
+    assert future.result()["predictions"] == ["first"] and late_replies() - before == 1
 
 
 async def test_a_correlation_id_in_flight_cannot_be_registered_twice(router: ReplyRouter) -> None:
