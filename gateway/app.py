@@ -1,16 +1,15 @@
 """Thin HTTP transport: parse, validate the envelope, call :class:`PredictionService`, render.
 
-Bodies are read as bytes and parsed with orjson (not pydantic) because this is
-the hot path. Every error answer is an error of :mod:`runtime.errors` (routing and
-validation failures are turned into one first), rendered by one handler with its
-class's status as ``{"error": {"code", "message"}}``, or as the Open Inference
+The two prediction endpoints are served in front of FastAPI by :mod:`gateway.fast_path`
+(handlers in :mod:`gateway.v1`); this module assembles everything else. Bodies are read as
+bytes and parsed with orjson (not pydantic). Every error answer is an error of
+:mod:`runtime.errors` (routing and validation failures are turned into one first), rendered by
+one handler with its class's status as ``{"error": {"code", "message"}}``, or as the Open Inference
 Protocol's ``{"error": "<message>"}`` when a ``/v2`` route raised it.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,8 +23,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import metrics
+from gateway.fast_path import FastPath
 from gateway.lifecycle import GatewayRuntime
-from gateway.service import Prediction
+from gateway.v1 import parse_json_object
 from gateway.v2 import error_body, is_v2_route, v2_router
 from runtime.errors import (
     BadRequest,
@@ -60,85 +60,10 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         body += chunk
         if len(body) > limit:
             raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        payload = _parse_with_constants(bytes(body), exc)
-    if not isinstance(payload, dict):
-        raise BadRequest(f"request body must be a JSON object, got {type(payload).__name__}")
-    return payload
+    return parse_json_object(bytes(body))
 
 
-def _parse_with_constants(body: bytes, original: orjson.JSONDecodeError) -> Any:
-    """orjson refuses NaN/Infinity literals; accept them here so validation can say 422 precisely."""
-    try:
-        return json.loads(body, parse_constant=lambda name: math.nan if name == "NaN" else math.inf)
-    except ValueError:
-        raise BadRequest(f"malformed JSON: {original}") from None
-
-
-def _field(payload: dict[str, Any], name: str, kind: type | tuple[type, ...], required: bool = False) -> Any:
-    value = payload.get(name)
-    if value is None:
-        if required:
-            raise InvalidInput(f"field '{name}' is required")
-        return None
-    if (isinstance(value, bool) and kind is int) or not isinstance(value, kind):
-        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise InvalidInput(f"field '{name}' must be {expected}, got {type(value).__name__}")
-    return value
-
-
-def _version(payload: dict[str, Any]) -> str | None:
-    version = _field(payload, "model_version", (str, int))
-    if version is None:
-        return None
-    text = str(version)
-    if not text.isdigit():
-        raise InvalidInput(f"model_version '{text[:40]}' must be a version number such as '1'")
-    return text
-
-
-def _common(payload: dict[str, Any]) -> dict[str, Any]:
-    use_cache = _field(payload, "use_cache", bool)
-    return {
-        "use_cache": True if use_cache is None else use_cache,
-        "timeout_ms": _field(payload, "timeout_ms", int),
-        "request_id": _request_id(payload),
-    }
-
-
-def _request_id(payload: dict[str, Any]) -> str | None:
-    request_id: str | None = _field(payload, "request_id", str)
-    if request_id is not None and not 1 <= len(request_id) <= 128:
-        raise InvalidInput("field 'request_id' must be 1 to 128 characters")
-    return request_id
-
-
-def _scores(result: Prediction, rows: list[list[float]] | None) -> dict[str, Any]:
-    """Classifiers answer ``probabilities``; clustering models ``distances`` (to each centre)."""
-    if result.task == "clustering":
-        return {"probabilities": None, "distances": rows}
-    return {"probabilities": rows}
-
-
-def _single_body(result: Prediction, started: float) -> dict[str, Any]:
-    scores = result.probabilities[0] if result.probabilities else None
-    classifier = result.task == "classification"
-    return {
-        "prediction": result.predictions[0],
-        "probability": max(scores) if scores and classifier else None,
-        **_scores(result, scores),  # type: ignore[arg-type]
-        "model_name": result.model,
-        "model_version": result.version,
-        "request_id": result.request_id,
-        "timestamp": time.time(),
-        "from_cache": result.from_cache,
-        "latency_ms": (time.perf_counter() - started) * 1000,
-    }
-
-
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings) -> FastPath:
     runtime = GatewayRuntime(settings)
 
     @asynccontextmanager
@@ -154,49 +79,6 @@ def create_app(settings: Settings) -> FastAPI:
     _install_error_handlers(app)
     limit = settings.gateway.max_body_bytes
     app.include_router(v2_router(runtime, limit))
-
-    @app.post("/api/v1/predict")
-    async def predict(request: Request) -> Response:
-        started = time.perf_counter()
-        payload = await read_json(request, limit)
-        model = _field(payload, "model_name", str, required=True)
-        with runtime.observe("predict", model) as observation:
-            result = await runtime.service.predict(
-                model,
-                _version(payload),
-                [_field(payload, "features", list, required=True)],
-                **_common(payload),
-            )
-            observation.version = result.version
-        return json_response(_single_body(result, started))
-
-    @app.post("/api/v1/batch_predict")
-    async def batch_predict(request: Request) -> Response:
-        started = time.perf_counter()
-        payload = await read_json(request, limit)
-        model = _field(payload, "model_name", str, required=True)
-        rows = _field(payload, "features_batch", list, required=True)
-        if not 1 <= len(rows) <= settings.gateway.max_batch_rows:
-            raise InvalidInput(
-                f"features_batch has {len(rows)} rows; expected 1..{settings.gateway.max_batch_rows}"
-            )
-        with runtime.observe("batch_predict", model) as observation:
-            result = await runtime.service.predict(
-                model, _version(payload), rows, field="features_batch", **_common(payload)
-            )
-            observation.version = result.version
-        return json_response(
-            {
-                "predictions": result.predictions,
-                **_scores(result, result.probabilities),
-                "model_name": result.model,
-                "model_version": result.version,
-                "request_id": result.request_id,
-                "count": len(result.predictions),
-                "from_cache": result.from_cache,
-                "total_latency_ms": (time.perf_counter() - started) * 1000,
-            }
-        )
 
     @app.get("/api/v1/models")
     async def list_models() -> Response:
@@ -227,7 +109,8 @@ def create_app(settings: Settings) -> FastAPI:
         metrics.IN_FLIGHT.set(runtime.replies.in_flight)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    return app
+    # POST /api/v1/predict and /api/v1/batch_predict are answered before FastAPI sees them.
+    return FastPath(app, runtime, limit)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -94,6 +94,9 @@ class GatewayRuntime:
         except RtmlError as exc:
             status = exc.status
             raise
+        except Exception:
+            status = 500  # answered as a 500 by the transport: counted as one
+            raise
         finally:
             # Only known models get their own label value, so arbitrary names cannot blow up cardinality.
             label = model if model in self.models.names() else "_unknown"

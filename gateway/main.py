@@ -23,6 +23,7 @@ def run_gateway(settings: Settings) -> None:
         loop="uvloop",
         http="httptools",
         access_log=False,
+        server_header=False,
         timeout_keep_alive=settings.gateway.keep_alive_s,
         backlog=settings.gateway.backlog,
         log_config=None,  # keep our JSON logging
