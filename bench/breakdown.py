@@ -123,7 +123,8 @@ def worker_round_trip(kafka: KafkaSettings, request_topic: str, reply_topic: str
         replies = consumer.consume(1, REPLY_TIMEOUT_S)
         if not replies or replies[0].error() is not None:
             raise TimeoutError("no reply from the worker")
-        worker_ms.append(float(orjson.loads(replies[0].value() or b"{}")["worker_ms"]))
+        (reply,) = orjson.loads(replies[0].value() or b"{}")["replies"]  # a PredictReplyBatch
+        worker_ms.append(float(reply["worker_ms"]))
 
     try:
         samples = timed(n, one)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaError, Message
 
-from runtime.errors import QueueFull, RtmlError, Unavailable
+from runtime.errors import RtmlError, Unavailable
 from runtime.kafka import KafkaProducer
 from schemas.messages import MAX_REQUESTS_PER_BATCH
 from schemas.wire import REQUEST_BATCH_OVERHEAD, join_request_batch
@@ -98,7 +98,7 @@ class RequestCoalescer:
                 on_delivery=self._on_delivery(correlations),
                 max_wait_s=0,
             )
-        except (QueueFull, BufferError) as exc:  # never waited for on the event loop
+        except BufferError as exc:  # QueueFull included: never waited for on the event loop
             self._fail(
                 correlations, Unavailable(f"the gateway's Kafka queue is full ({exc}); try again later")
             )

@@ -36,10 +36,6 @@ Handler = Callable[[GatewayRuntime, dict[str, Any], float], Awaitable[dict[str, 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-class ClientGone(Exception):
-    """The client disconnected before its body was read: nobody to answer."""
-
-
 class FastPath:
     def __init__(self, app: ASGIApp, runtime: GatewayRuntime, max_body_bytes: int) -> None:
         self.app = app
@@ -63,24 +59,26 @@ class FastPath:
         started = time.perf_counter()
         try:
             body = await read_body(scope, receive, self._limit)
+            if body is None:
+                return  # the client hung up before sending its body: nobody to answer
             status, content = (
                 200,
                 orjson.dumps(await handler(self.runtime, v1.parse_json_object(body), started)),
             )
         except RtmlError as exc:
             status, content = exc.status, orjson.dumps(exc.to_dict())
-        except ClientGone:
-            return
         except Exception:
             log.exception("unexpected error", extra={"path": scope["path"]})
-            status, content = 500, orjson.dumps(RtmlError("internal error; see the gateway log").to_dict())
+            internal = RtmlError("internal error; see the gateway log")
+            status, content = internal.status, orjson.dumps(internal.to_dict())
         headers = [*JSON_HEADERS, (b"content-length", str(len(content)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole body, refused (413) as soon as it is known to exceed ``limit``."""
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
+    """The whole body, refused (413) as soon as it is known to exceed ``limit``; None if the
+    client disconnected first."""
     for name, value in scope["headers"]:
         if name == b"content-length":
             if value.isdigit() and int(value) > limit:
@@ -88,7 +86,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             break
     message = await receive()
     if message["type"] == "http.disconnect":
-        raise ClientGone
+        return None
     body: bytes = message.get("body", b"")
     if len(body) > limit:
         raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
@@ -98,7 +96,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     while message.get("more_body"):
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise ClientGone
+            return None
         chunks += message.get("body", b"")
         if len(chunks) > limit:
             raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")

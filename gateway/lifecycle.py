@@ -95,7 +95,7 @@ class GatewayRuntime:
             status = exc.status
             raise
         except Exception:
-            status = 500  # answered as a 500 by the transport: counted as one
+            status = RtmlError.status  # the transport answers it as an internal error: count it so
             raise
         finally:
             # Only known models get their own label value, so arbitrary names cannot blow up cardinality.

@@ -100,11 +100,15 @@ class PredictionService:
         timeout_s = self.timeout_s(timeout_ms)
         features: Sequence[Sequence[float]] = rows  # type: ignore[assignment]  # checked above
         request_id = request_id or uuid.uuid4().hex
+        worker_reads_cache = use_cache
         if use_cache and len(features) == 1 and self._cache.available:
             hit = await self._from_cache(request_id, model, metadata.version, metadata.task, features[0])
             if hit is not None:
                 return hit
-        result = await self._round_trip(request_id, model, metadata.version, features, use_cache, timeout_s)
+            worker_reads_cache = False  # just looked it up: a second read would miss as well
+        result = await self._round_trip(
+            request_id, model, metadata.version, features, worker_reads_cache, timeout_s
+        )
         return replace(result, task=metadata.task)
 
     async def _from_cache(

@@ -61,6 +61,8 @@ class PredictRequest(_Message):
     deadline_ms: int | None = None
     """Absolute deadline (Unix ms). Past it the request is dead-lettered, not served."""
     use_cache: bool = True
+    """False: the worker does not look the rows up in the cache (it still stores its predictions).
+    The gateway sends False for a row it has just looked up itself."""
     source: Literal["http", "kafka"] = "kafka"
     sent_at_ms: int | None = None
     """When the producer sent it (Unix ms), for end-to-end latency."""

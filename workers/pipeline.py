@@ -129,11 +129,16 @@ class Pipeline:
         to_cache: list[tuple[str, bytes]] = []
         for batch, array in zip(batches, arrays, strict=True):
             self._predict_misses(batch, array, to_cache)
-        self._cache.put_many(to_cache)
         done_ms = now_ms()
         worker_ms = (time.perf_counter() - started) * 1000
+        # Latency first: the replies leave before the log records are encoded and the cache is
+        # written (neither changes an answer; offsets still wait for the log's acknowledgement).
         for batch in batches:
-            self._emit(batch, done_ms, worker_ms)
+            self._answer_all(batch, worker_ms)
+        self._send_replies()
+        for batch in batches:
+            self._log(batch, done_ms)
+        self._cache.put_many(to_cache)
 
     def _read_cache(self, batches: list[VersionBatch]) -> None:
         wanted = [
@@ -198,7 +203,12 @@ class Pipeline:
                 error = ModelError(f"model '{self._model}' v{batch.runtime.version} failed: {exc}")
                 self._reject(Rejected(item.message, error, item.request), now_ms())
 
-    def _emit(self, batch: VersionBatch, done_ms: int, worker_ms: float) -> None:
+    def _answer_all(self, batch: VersionBatch, worker_ms: float) -> None:
+        for index, item in enumerate(batch.items):
+            if index not in batch.failed and item.request.reply_to:
+                self._reply(batch, batch.span(index), item.request.reply_to, item.request, worker_ms)
+
+    def _log(self, batch: VersionBatch, done_ms: int) -> None:
         version = batch.runtime.version
         classifier = batch.runtime.metadata.task == "classification"
         rows_by_source: Counter[str] = Counter()
@@ -225,8 +235,6 @@ class Pipeline:
                 )
                 self._outbox.send(self._log_topic, record, request.request_id.encode())
             rows_by_source[request.source] += len(span)
-            if request.reply_to:
-                self._reply(batch, span, request.reply_to, request, worker_ms)
         for source, count in rows_by_source.items():
             metrics.ROWS.labels(self._model, version, source).inc(count)
         metrics.MESSAGES.labels(self._model, "served").inc(len(batch.items) - len(batch.failed))

@@ -118,7 +118,8 @@ async def test_a_request_goes_out_once_and_its_reply_comes_back(gateway: Gateway
         "1",
         [ROW],
     )
-    assert request.source == "http" and request.use_cache
+    # The gateway looked the row up (a miss): the worker need not look again.
+    assert request.source == "http" and not request.use_cache
     assert request.sent_at_ms is not None and before <= request.sent_at_ms <= now_ms()
     assert request.deadline_ms == request.sent_at_ms + 2000
     assert gateway.router.in_flight == 0 and gateway.cache.reads  # looked in the cache first
