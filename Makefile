@@ -54,7 +54,7 @@ lint: setup-dev ## ruff
 	$(BIN)/ruff format --check .
 
 typecheck: setup-dev ## mypy (strict)
-	$(BIN)/mypy rtml runtime importers gateway workers drift schemas client/rtml_client bench/drift_throughput.py bench/breakdown.py bench/drift_traffic.py bench/synthetic_model.py
+	$(BIN)/mypy rtml runtime importers gateway workers drift schemas client/rtml_client bench
 
 schemas: setup-dev ## fail if schemas/json is stale (regenerate: rtml schemas export)
 	$(BIN)/rtml schemas export --check

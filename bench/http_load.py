@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.machine import CpuProbe
+from bench.machine import CpuProbe, CpuUsage
 from bench.observe import Snapshot, gateway_cache_hit_ratio, gateway_trouble, mean_batch_rows
 from bench.wrk import WrkResult, run_wrk
 
@@ -17,6 +17,7 @@ SCENARIO_SCRIPT = {
     "c_batch": "batch",
     "e_predict": "miss",
     "e_batch": "batch",
+    "m_predict": "oip",
 }
 
 
@@ -50,6 +51,8 @@ class HttpCase:
     cache_hit_ratio: list[float | None] = field(default_factory=list)
     gateway_trouble: list[dict[str, int]] = field(default_factory=list)
     other_cpu_share: list[float | None] = field(default_factory=list)
+    cpu: list[CpuUsage] = field(default_factory=list)
+    """CPU of the processes under test during each measured run (not the warm-up)."""
 
     def median(self, attr: str) -> float:
         return float(statistics.median(getattr(run, attr) for run in self.runs))
@@ -58,7 +61,17 @@ class HttpCase:
         present = [v for v in values if v is not None]
         return float(statistics.median(present)) if present else None
 
+    def cpu_per_request(self) -> dict[str, Any] | None:
+        """CPU per answered (2xx) request over every measured run: summed CPU / summed answers."""
+        if not self.cpu:
+            return None
+        total = self.cpu[0]
+        for usage in self.cpu[1:]:
+            total = total + usage
+        return total.per_unit(sum(run.answered for run in self.runs), "request")
+
     def summary(self) -> dict[str, Any]:
+        cpu = self.cpu_per_request()
         return {
             "system": self.system,
             "scenario": self.scenario,
@@ -73,6 +86,9 @@ class HttpCase:
             "cache_hit_ratio": self.median_of(self.cache_hit_ratio),
             "gateway_trouble": self.gateway_trouble,
             "other_cpu_share": self.median_of(self.other_cpu_share),
+            "answered": sum(run.answered for run in self.runs),
+            "cpu_ms_per_req": None if cpu is None else cpu["ms_per_unit"],
+            "cpu": cpu,
             "runs": [run.to_dict() for run in self.runs],
         }
 
@@ -102,6 +118,7 @@ def run_case(
         after = observe() if observe else None
         if cpu_before is not None and cpu_after is not None:
             case.other_cpu_share.append(CpuProbe.other_share(cpu_before, cpu_after))
+            case.cpu.append(CpuProbe.usage(cpu_before, cpu_after))
         if before is not None and after is not None:
             case.batch_rows.append(mean_batch_rows(before, after, plan.model))
             case.cache_hit_ratio.append(gateway_cache_hit_ratio(before, after, plan.model))
@@ -116,6 +133,10 @@ def _line(case: HttpCase) -> str:
     hits = case.cache_hit_ratio[-1] if case.cache_hit_ratio else None
     extra = f" batch {batch:.1f}" if batch is not None else ""
     extra += f" hits {hits:.0%}" if hits is not None else ""
+    if case.cpu and run.answered:
+        extra += f" CPU {1000 * case.cpu[-1].total_s / run.answered:.2f} ms/req"
+        foreign = len(case.cpu[-1].foreign_clients)
+        extra += f" ({foreign} other broker/Redis clients)" if foreign else ""
     others = case.other_cpu_share[-1] if case.other_cpu_share else None
     extra += f" others' CPU {others:.0%}" if others is not None else ""
     extra += (

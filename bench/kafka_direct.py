@@ -15,7 +15,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -49,9 +49,19 @@ class DirectResult:
     """Predictions over first produce -> last record (includes producing)."""
     mean_batch_rows: float | None
     dead_letters: int
+    """Request messages the workers dead-lettered (rtml_worker_dead_letters_total delta)."""
+    messages_seen: int
+    """Request ids with a prediction record for each of their rows (records are keyed by request id)."""
+    unaccounted: int
+    """Messages neither seen on the predictions topic nor dead-lettered (0 = every request accounted)."""
     complete: bool
     other_cpu_share: float
     """CPU taken by processes other than the bench meanwhile, share of the whole machine."""
+    cpu_ms_per_prediction: float | None
+    """CPU of gateway + workers + broker + Redis from first produce to the last row served, per
+    prediction seen (the bench's producer and reader are not counted)."""
+    cpu: dict[str, Any] | None
+    """:meth:`bench.machine.CpuUsage.per_unit` of that CPU, per prediction, by process."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,7 +82,7 @@ def encode_requests(meta: ModelMetadata, messages: int, rows: int, prefix: str, 
     """``messages`` PredictRequest JSON values of ``rows`` unique rows each, drawn around the
     model's training baseline (mean, std per feature), rounded to 4 decimals."""
     rng = np.random.default_rng(seed)
-    mean, std = _feature_stats(meta)
+    mean, std = feature_stats(meta)
     out: list[bytes] = []
     for start in range(0, messages, ENCODE_CHUNK):
         count = min(ENCODE_CHUNK, messages - start)
@@ -92,7 +102,7 @@ def encode_requests(meta: ModelMetadata, messages: int, rows: int, prefix: str, 
     return out
 
 
-def _feature_stats(meta: ModelMetadata) -> tuple[np.ndarray, np.ndarray]:
+def feature_stats(meta: ModelMetadata) -> tuple[np.ndarray, np.ndarray]:
     if meta.baseline is None:
         return np.zeros(meta.n_features), np.ones(meta.n_features)
     stats = [meta.baseline.features[name] for name in meta.feature_names]
@@ -144,9 +154,12 @@ class _Seen:
     first_ms: int | None = None
     last_ms: int | None = None
     sample: bytes | None = None
+    keys: dict[bytes, int] = field(default_factory=dict)
+    """Records per request id."""
 
-    def add(self, timestamp_ms: int, value: bytes | None) -> None:
+    def add(self, key: bytes, timestamp_ms: int, value: bytes | None) -> None:
         self.count += 1
+        self.keys[key] = self.keys.get(key, 0) + 1
         self.first_ms = timestamp_ms if self.first_ms is None else min(self.first_ms, timestamp_ms)
         self.last_ms = timestamp_ms if self.last_ms is None else max(self.last_ms, timestamp_ms)
         if self.sample is None:
@@ -172,22 +185,28 @@ def read_predictions(
             for message in consumer.consume(10000, 0.5):
                 key = message.key()
                 if message.error() is None and key is not None and key.startswith(key_prefix):
-                    seen.add(message.timestamp()[1], message.value())
+                    seen.add(key, message.timestamp()[1], message.value())
     finally:
         consumer.close()
     return seen
 
 
 def wait_for_rows(
-    snapshot: Callable[[], Snapshot], model: str, before: Snapshot, rows: int, timeout_s: float
+    snapshot: Callable[[], Snapshot],
+    model: str,
+    before: Snapshot,
+    rows: int,
+    timeout_s: float,
+    rows_per_message: int = 1,
 ) -> Snapshot:
-    """Poll worker metrics until ``rows`` more kafka-sourced rows are served or dead-lettered."""
+    """Poll worker metrics until ``rows`` more kafka-sourced rows are served or dead-lettered
+    (dead letters count messages: ``rows_per_message`` rows each)."""
     deadline = time.monotonic() + timeout_s
     while True:
         now = snapshot()
         served = worker_rows(now, model, "kafka") - worker_rows(before, model, "kafka")
         dead = worker_dead_letters(now, model) - worker_dead_letters(before, model)
-        if (now.complete and served + dead >= rows) or time.monotonic() >= deadline:
+        if (now.complete and served + dead * rows_per_message >= rows) or time.monotonic() >= deadline:
             return now
         time.sleep(0.25)
 
@@ -212,11 +231,16 @@ def measure(
     cpu_before = target.probe.read()
     produce_s = produce_all(target.bootstrap, target.request_topic, values)
     expected = messages * rows
-    after = wait_for_rows(target.snapshot, meta.name, before, expected, timeout_s)
-    other_cpu_share = CpuProbe.other_share(cpu_before, target.probe.read())
-    seen = read_predictions(target.bootstrap, start, prefix.encode(), expected, timeout_s=30)
+    after = wait_for_rows(target.snapshot, meta.name, before, expected, timeout_s, rows)
+    cpu_after = target.probe.read()
+    other_cpu_share = CpuProbe.other_share(cpu_before, cpu_after)
+    dead = int(worker_dead_letters(after, meta.name) - worker_dead_letters(before, meta.name))
+    wanted = max(1, expected - dead * rows)
+    seen = read_predictions(target.bootstrap, start, prefix.encode(), wanted, timeout_s=30)
     _check_sample(seen.sample, meta.name)
     span_s = ((seen.last_ms or 0) - (seen.first_ms or 0)) / 1000
+    cpu = CpuProbe.usage(cpu_before, cpu_after).per_unit(seen.count, "prediction")
+    messages_seen = sum(1 for count in seen.keys.values() if count >= rows)
     return DirectResult(
         model=meta.name,
         rows_per_message=rows,
@@ -228,9 +252,13 @@ def measure(
         predictions_per_s=(seen.count - 1) / span_s if span_s > 0 else 0.0,
         end_to_end_per_s=seen.count / max(1e-3, ((seen.last_ms or 0) - began_ms) / 1000),
         mean_batch_rows=mean_batch_rows(before, after, meta.name),
-        dead_letters=int(worker_dead_letters(after, meta.name) - worker_dead_letters(before, meta.name)),
+        dead_letters=dead,
+        messages_seen=messages_seen,
+        unaccounted=messages - messages_seen - dead,
         complete=seen.count >= expected,
         other_cpu_share=other_cpu_share,
+        cpu_ms_per_prediction=cpu["ms_per_unit"],
+        cpu=cpu,
     )
 
 

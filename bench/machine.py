@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import re
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -131,27 +133,227 @@ class CpuAccount:
         return self.result
 
 
-CpuReading = tuple[float, float, float]
-"""(monotonic time, machine busy CPU-s, bench CPU-s)."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (state is [0], ppid [1]); None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+
+
+def _children_by_parent() -> dict[int, list[int]]:
+    """Every live process's children (one pass over /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    return children
+
+
+def tree_cpu_s(pid: int, children: dict[int, list[int]] | None = None) -> float:
+    """CPU seconds of ``pid`` and every descendant: user + system of each live process in the tree
+    plus the times of the children each has reaped (cutime + cstime), so nothing a process started
+    and waited for is lost; 0 once ``pid`` is gone."""
+    tree = _children_by_parent() if children is None else children
+    total, pending, visited = 0.0, [pid], set()
+    while pending:
+        current = pending.pop()
+        if current in visited:
+            continue
+        visited.add(current)
+        fields = _stat_fields(current)
+        if fields is None:
+            continue
+        total += sum(int(fields[i]) for i in (11, 12, 13, 14)) / CLOCK_TICKS
+        pending.extend(tree.get(current, []))
+    return total
+
+
+def descendants(pid: int, children: dict[int, list[int]] | None = None) -> set[int]:
+    """``pid`` and every live process below it."""
+    tree = _children_by_parent() if children is None else children
+    found, pending = set(), [pid]
+    while pending:
+        current = pending.pop()
+        if current not in found:
+            found.add(current)
+            pending.extend(tree.get(current, []))
+    return found
+
+
+def tcp_clients(ports: tuple[int, ...]) -> set[int] | None:
+    """PIDs holding an established TCP connection to one of ``ports`` (``ss -tnp``; None without ss)."""
+    if not ports or shutil.which("ss") is None:
+        return None
+    done = subprocess.run(
+        ["ss", "-Htnp", "state", "established"], capture_output=True, text=True, timeout=10, check=False
+    )
+    wanted = {str(port) for port in ports}
+    pids: set[int] = set()
+    for line in done.stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[3].rpartition(":")[2] in wanted:
+            pids.update(int(pid) for pid in re.findall(r"pid=(\d+)", line))
+    return pids
+
+
+def command_of(pid: int, limit: int = 120) -> str:
+    """``pid``'s command line, shortened (empty once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()[:limit]
+    except OSError:
+        return ""
+
+
+def cpu_group(name: str) -> str:
+    """The breakdown column of a probed process: worker-1, worker-2 -> workers; others as named."""
+    return "workers" if name.startswith("worker") else name
+
+
+GROUPS = ("gateway", "workers", "broker", "redis")
+"""The rtml stack's breakdown columns, in table order."""
+
+
+@dataclass(frozen=True)
+class CpuReading:
+    at: float
+    """time.monotonic()"""
+    machine_busy_s: float
+    bench_s: float
+    """This process + its reaped children (wrk, vegeta) + every probed process tree."""
+    processes: dict[str, float]
+    """CPU seconds so far of each probed process (with its descendants), by name."""
+    foreign_clients: dict[int, str] = field(default_factory=dict)
+    """Connected to ``CpuProbe.ports`` now, neither the bench nor a probed process (nor below
+    them): PID -> command line."""
+
+
+@dataclass(frozen=True)
+class CpuUsage:
+    """CPU of the probed processes between two readings."""
+
+    wall_s: float
+    per_process_s: dict[str, float]
+    foreign_clients: dict[int, str] = field(default_factory=dict)
+    """Processes outside the bench connected to the probed broker / Redis meanwhile (PID ->
+    command line): their traffic is in the broker's and Redis's CPU too."""
+
+    @property
+    def total_s(self) -> float:
+        return sum(self.per_process_s.values())
+
+    def per_group_s(self) -> dict[str, float]:
+        groups: dict[str, float] = {}
+        for name, seconds in self.per_process_s.items():
+            groups[cpu_group(name)] = groups.get(cpu_group(name), 0.0) + seconds
+        return groups
+
+    def __add__(self, other: CpuUsage) -> CpuUsage:
+        names = dict.fromkeys([*self.per_process_s, *other.per_process_s])
+        return CpuUsage(
+            self.wall_s + other.wall_s,
+            {n: self.per_process_s.get(n, 0.0) + other.per_process_s.get(n, 0.0) for n in names},
+            {**self.foreign_clients, **other.foreign_clients},
+        )
+
+    def _foreign(self) -> dict[str, str]:
+        return {str(pid): self.foreign_clients[pid] for pid in sorted(self.foreign_clients)}
+
+    def per_unit(self, units: int, unit: str) -> dict[str, Any]:
+        """CPU per answered request (or prediction), in ms, in total and by process and group;
+        plus the cores the probed processes kept busy on average."""
+
+        def ms(seconds: float) -> float | None:
+            return 1000 * seconds / units if units > 0 else None
+
+        return {
+            "unit": unit,
+            "units": units,
+            "wall_s": self.wall_s,
+            "cpu_s": self.total_s,
+            "cores_busy": self.total_s / self.wall_s if self.wall_s > 0 else None,
+            "ms_per_unit": ms(self.total_s),
+            "ms_per_unit_by_group": {g: ms(s) for g, s in self.per_group_s().items()},
+            "ms_per_unit_by_process": {p: ms(s) for p, s in self.per_process_s.items()},
+            "cpu_s_by_process": dict(self.per_process_s),
+            "foreign_infra_clients": self._foreign(),
+        }
+
+    def share_of_core(self) -> dict[str, Any]:
+        """Average CPU as % of one core, in total and by process and group (idle measurements)."""
+
+        def pct(seconds: float) -> float | None:
+            return 100 * seconds / self.wall_s if self.wall_s > 0 else None
+
+        return {
+            "wall_s": self.wall_s,
+            "cpu_s": self.total_s,
+            "pct_of_core": pct(self.total_s),
+            "pct_of_core_by_group": {g: pct(s) for g, s in self.per_group_s().items()},
+            "pct_of_core_by_process": {p: pct(s) for p, s in self.per_process_s.items()},
+            "cpu_s_by_process": dict(self.per_process_s),
+            "foreign_infra_clients": self._foreign(),
+        }
 
 
 @dataclass(frozen=True)
 class CpuProbe:
-    """Reads to tell, per measured run, how much CPU processes other than the bench took.
+    """Reads of the CPU used by the processes under test, by name, and of the whole machine.
 
-    ``pids`` are the live processes under test (baseline or gateway + workers, local Kafka and
-    Redis); wrk runs are reaped children, so they count in this process's children times.
+    ``processes`` maps a name (baseline; gateway, worker-N, broker, redis) to a PID; each is read
+    with its descendants (:func:`tree_cpu_s`). wrk and vegeta runs are reaped children of the
+    bench, so they count in this process's children times: in ``bench_s`` (to tell others' CPU)
+    but in no process's usage. ``ports``: the broker's and Redis's (loopback) ports, to notice
+    other clients of theirs (:attr:`CpuUsage.foreign_clients`).
     """
 
-    pids: list[int]
+    processes: dict[str, int]
+    ports: tuple[int, ...] = ()
 
     def read(self) -> CpuReading:
-        ours = own_cpu_s() + sum(process_cpu_s(pid) for pid in self.pids)
-        return time.monotonic(), machine_busy_cpu_s(), ours
+        children = _children_by_parent()
+        per_process = {name: tree_cpu_s(pid, children) for name, pid in self.processes.items()}
+        clients = tcp_clients(self.ports) or set()
+        if clients:
+            for pid in [os.getpid(), *self.processes.values()]:
+                clients -= descendants(pid, children)
+        return CpuReading(
+            time.monotonic(),
+            machine_busy_cpu_s(),
+            own_cpu_s() + sum(per_process.values()),
+            per_process,
+            {pid: command_of(pid) for pid in sorted(clients)},
+        )
 
     @staticmethod
     def other_share(before: CpuReading, after: CpuReading) -> float:
         """Others' CPU between two readings, as a share of the whole machine (all CPUs)."""
-        wall = after[0] - before[0]
-        other = (after[1] - before[1]) - (after[2] - before[2])
+        wall = after.at - before.at
+        other = (after.machine_busy_s - before.machine_busy_s) - (after.bench_s - before.bench_s)
         return max(0.0, other) / (wall * (os.cpu_count() or 1)) if wall > 0 else 0.0
+
+    @staticmethod
+    def usage(before: CpuReading, after: CpuReading) -> CpuUsage:
+        """CPU seconds each probed process used between two readings (0 for one that ended)."""
+        return CpuUsage(
+            after.at - before.at,
+            {
+                name: max(0.0, after.processes.get(name, 0.0) - seconds)
+                for name, seconds in before.processes.items()
+            },
+            {**before.foreign_clients, **after.foreign_clients},
+        )
+
+    def measure_idle(self, seconds: float) -> dict[str, Any]:
+        """``seconds`` without traffic: the probed processes' CPU as % of one core, and others'."""
+        before = self.read()
+        time.sleep(seconds)
+        after = self.read()
+        return {
+            **self.usage(before, after).share_of_core(),
+            "other_cpu_share": self.other_share(before, after),
+        }

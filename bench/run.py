@@ -3,16 +3,23 @@
 Phases, in order (each child stopped by PID before the next phase):
 
 1. (e) baseline: ``bench/baseline_app.py`` serving iris_classifier, wrk at each concurrency;
+   (m) the peer, MLServer 1.7 with adaptive batching (``bench/peer_mlserver.py``, own venv), the same;
 2. local Kafka + Redis via ``rtml.infra.up`` (or KAFKA_BOOTSTRAP_SERVERS / REDIS_URL), then
-   workers + gateway in a fresh topic namespace on their own ports;
-3. (a) predict with unique features (cache misses), (b) predict with one feature vector
-   (cache hits), (c) batch_predict of 64 rows, all with wrk; gateway cache counters and
-   worker batch sizes scraped around every run;
+   workers + gateway in a fresh topic namespace on their own ports; then ``--idle-seconds``
+   without traffic: the stack's idle CPU;
+3. (a) predict with unique features (cache misses), then open-loop misses with vegeta at
+   ``--open-loop-share`` of the (a) c64 req/s, (b) predict with one feature vector (cache
+   hits), (c) batch_predict of 64 rows, all with wrk; gateway cache counters and worker batch
+   sizes scraped around every run;
 4. (d) direct Kafka producers (iris_classifier, fraud_detector; 1 and 16 rows/message);
-5. RSS of every process; tables, ratios to the baseline, PASS/MISS against the targets;
-   ``bench/out/results-<stamp>.json`` and ``.md``.
+5. RSS of every process; after a 5 s settle, idle CPU again; tables, ratios to the baseline,
+   PASS/MISS against the targets; ``bench/out/results-<stamp>.json`` and ``.md``.
 
-``--quick`` shortens every run to 2 s for development.
+Every measured run also reads the CPU of the processes under test (the baseline; or gateway,
+workers, Kafka broker and Redis, each with its child processes) from /proc: CPU per answered
+request (per prediction for (d)), in total and by process.
+
+``--quick`` shortens every run to 2 s (idle measurements to 5 s) for development.
 """
 
 from __future__ import annotations
@@ -24,19 +31,26 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import kafka_direct, machine, report
+from bench import kafka_direct, machine, open_loop, peer_mlserver, report
 from bench.http_load import HttpCase, HttpPlan, run_case
 from bench.observe import Snapshot, memory_mb
 from bench.paths import REPO_ROOT
-from bench.services import Infra, RtmlStack, ensure_models, start_baseline, start_stack
+from bench.services import (
+    Infra,
+    RtmlStack,
+    ensure_models,
+    infra_processes,
+    loopback_port,
+    start_baseline,
+    start_stack,
+)
 from bench.wrk import ensure_wrk, wrk_version
-from rtml import infra
 from rtml.stack import Child
 from runtime.registry import ModelRegistry
 from runtime.settings import Settings, load_settings
@@ -44,6 +58,10 @@ from runtime.settings import Settings, load_settings
 HTTP_MODEL = "iris_classifier"
 DIRECT_MODELS = ["iris_classifier", "fraud_detector"]
 OUT_DIR = REPO_ROOT / "bench" / "out"
+SETTLE_S = 5.0
+"""Pause after the last load before the second idle measurement."""
+OPEN_LOOP_BASE = 64
+"""The (a) concurrency whose req/s sets the open-loop rate (else the highest one run)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +75,9 @@ class Config:
     direct_max_predictions: int
     workers: int
     wait_quiet_s: float
+    idle_s: float
+    settle_s: float
+    open_loop_share: float
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -73,7 +94,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--direct-max-predictions", type=int, default=400_000)
     parser.add_argument("--workers", type=int, default=2, help="worker processes (each serves all models)")
     parser.add_argument("--wrk-threads", type=int, default=1)
-    parser.add_argument("--only", default="a,b,c,d,e", help="scenarios to run, e.g. 'a,e'")
+    parser.add_argument("--only", default="a,b,c,d,e,m", help="scenarios to run, e.g. 'a,e'")
+    parser.add_argument(
+        "--idle-seconds", type=float, default=None,
+        help="no-traffic CPU measurement before and after the load (default 10; --quick 5; 0 skips)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--open-loop-share", type=float, default=0.8,
+        help="open-loop (vegeta) rate as a share of the (a) c64 req/s, after (a) (0 skips)",
+    )  # fmt: skip
     parser.add_argument(
         "--wait-quiet", type=float, default=0, metavar="S",
         help="first wait up to S seconds for no other Kafka broker and 1-min load < 1.0",
@@ -98,6 +127,9 @@ def config_from(args: argparse.Namespace) -> Config:
         direct_max_predictions=args.direct_max_predictions,
         workers=args.workers,
         wait_quiet_s=args.wait_quiet,
+        idle_s=args.idle_seconds if args.idle_seconds is not None else (5.0 if args.quick else 10.0),
+        settle_s=SETTLE_S,
+        open_loop_share=args.open_loop_share,
     )
 
 
@@ -114,6 +146,10 @@ class Run:
     memory: dict[str, dict[str, dict[str, float | None]]]
     phases: dict[str, float]
     cpu: machine.CpuAccount
+    open_loop: list[dict[str, Any]] = field(default_factory=list)
+    idle: dict[str, dict[str, Any]] = field(default_factory=dict)
+    processes: dict[str, dict[str, int]] = field(default_factory=dict)
+    """PIDs whose CPU was read, per system ("baseline", "rtml")."""
 
     def phase(self, name: str, started: float) -> None:
         self.phases[name] = round(time.monotonic() - started, 1)
@@ -125,7 +161,8 @@ def run_baseline(run: Run) -> None:
     child, base_url = start_baseline(run.registry.root / HTTP_MODEL / version, run.log_dir)
     try:
         print(f"(e) baseline at {base_url}", flush=True)
-        plan, probe = run.config.http, machine.CpuProbe([child.process.pid])
+        run.processes["baseline"] = {"baseline": child.process.pid}
+        plan, probe = run.config.http, machine.CpuProbe(run.processes["baseline"])
         for concurrency in run.config.concurrency:
             run.cases.append(run_case(base_url, "baseline", "e_predict", concurrency, plan, probe=probe))
         for concurrency in run.config.batch_concurrency:
@@ -152,11 +189,21 @@ def run_rtml(run: Run) -> None:
             run.settings.kafka.request_partitions,
         )
         run.phase("stack_start", started)
-        pids = [stack.gateway.process.pid, *(w.process.pid for w in stack.workers)]
-        probe = machine.CpuProbe(pids + local_infra_pids(run.settings))
+        infra_pids = infra_processes(run.settings)
+        if set(infra_pids) != {"broker", "redis"}:
+            print(f"note: no local PID for {sorted({'broker', 'redis'} - set(infra_pids))}: CPU not counted")
+        run.processes["rtml"] = {
+            "gateway": stack.gateway.process.pid,
+            **{child.name: child.process.pid for child in stack.workers},
+            **infra_pids,
+        }
+        ports = tuple(p for p in map(loopback_port, (services.bootstrap, services.redis_url)) if p)
+        probe = machine.CpuProbe(run.processes["rtml"], ports)
         try:
+            measure_idle(run, probe, "before_load", settle_s=0)
             run_http(run, stack, probe)
             run_kafka(run, stack, services.bootstrap, probe)
+            measure_idle(run, probe, "after_all_load", settle_s=run.config.settle_s)
         finally:
             stack.stop()
     finally:
@@ -165,8 +212,28 @@ def run_rtml(run: Run) -> None:
 
 
 def local_infra_pids(settings: Settings) -> list[int]:
-    """PIDs of the local Kafka and Redis (none when they are external)."""
-    return [s["pid"] for s in infra.status(settings).values() if s["source"] == "local" and s["pid"]]
+    """PIDs of this machine's Kafka broker and Redis, also when reached through
+    KAFKA_BOOTSTRAP_SERVERS / REDIS_URL (see :func:`bench.services.infra_processes`)."""
+    return list(infra_processes(settings).values())
+
+
+def measure_idle(run: Run, probe: machine.CpuProbe, moment: str, settle_s: float) -> None:
+    """``settle_s`` of nothing, then ``run.config.idle_s`` without traffic: CPU as % of one core."""
+    if run.config.idle_s <= 0:
+        return
+    started = time.monotonic()
+    time.sleep(settle_s)
+    idle = {**probe.measure_idle(run.config.idle_s), "settle_s": settle_s}
+    run.idle[moment] = idle
+    by_process = ", ".join(f"{name} {pct:.1f}%" for name, pct in idle["pct_of_core_by_process"].items())
+    print(
+        f"idle {moment}: {idle['pct_of_core']:.1f}% of one core over {idle['wall_s']:.0f} s "
+        f"({by_process}; others' CPU {idle['other_cpu_share']:.0%})",
+        flush=True,
+    )
+    if idle["foreign_infra_clients"]:
+        print(f"  other clients of the broker/Redis meanwhile: {idle['foreign_infra_clients']}", flush=True)
+    run.phase(f"idle_{moment}", started)
 
 
 def _observer(stack: RtmlStack) -> Callable[[], Snapshot]:
@@ -191,8 +258,28 @@ def run_http(run: Run, stack: RtmlStack, probe: machine.CpuProbe) -> None:
             for concurrency in concurrencies:
                 case = run_case(stack.base_url, "rtml", scenario, concurrency, plan, observe, probe)
                 run.cases.append(case)
+            if scenario == "a_miss":
+                run_open_loop(run, stack, probe)
     run.memory["rtml_after_http"] = _memory(stack)
     run.phase("http", started)
+
+
+def run_open_loop(run: Run, stack: RtmlStack, probe: machine.CpuProbe) -> None:
+    """vegeta at ``open_loop_share`` of the (a) c64 req/s (the highest concurrency's without c64)."""
+    misses = [c for c in run.cases if c.system == "rtml" and c.scenario == "a_miss" and c.runs]
+    if run.config.open_loop_share <= 0 or not misses:
+        return
+    base = next(
+        (c for c in misses if c.concurrency == OPEN_LOOP_BASE), max(misses, key=lambda c: c.concurrency)
+    )
+    based_on = {"scenario": base.scenario, "concurrency": base.concurrency, "rps": base.median("rps")}
+    meta = run.registry.metadata(HTTP_MODEL, run.registry.latest(HTTP_MODEL))
+    http = run.config.http
+    plan = open_loop.OpenLoopPlan(http.duration_s, http.warmup_s, http.repeat)
+    case = open_loop.run_open_loop(
+        stack.base_url, meta, based_on, run.config.open_loop_share, plan, _observer(stack), probe
+    )
+    run.open_loop.append(case.summary())
 
 
 def run_kafka(run: Run, stack: RtmlStack, bootstrap: str, probe: machine.CpuProbe) -> None:
@@ -229,9 +316,15 @@ def _print_direct(result: kafka_direct.DirectResult) -> None:
     print(
         f"  (d) {result.model} {result.rows_per_message} rows/msg: {seen:,}/{expected:,} in "
         f"{result.span_s:.2f} s = {result.predictions_per_s:,.0f} predictions/s "
-        f"(mean batch {result.mean_batch_rows or 0:.1f} rows, others' CPU {result.other_cpu_share:.0%})",
+        f"(mean batch {result.mean_batch_rows or 0:.1f} rows, CPU {result.cpu_ms_per_prediction or 0:.3f} "
+        f"ms/prediction{_foreign(result.cpu)}, others' CPU {result.other_cpu_share:.0%})",
         flush=True,
     )
+
+
+def _foreign(cpu: dict[str, Any] | None) -> str:
+    count = len((cpu or {}).get("foreign_infra_clients") or {})
+    return f" [{count} other broker/Redis clients]" if count else ""
 
 
 def _stop_on_sigterm() -> None:
@@ -244,7 +337,7 @@ def _stop_on_sigterm() -> None:
 def _quiet_check(config: Config, settings: Settings) -> dict[str, Any] | str:
     if config.wait_quiet_s <= 0:
         return "not requested"
-    own = infra.status(settings)["kafka"]["pid"]
+    own = infra_processes(settings).get("broker")
     return machine.wait_until_quiet(config.wait_quiet_s, exclude={own} if own else None)
 
 
@@ -258,8 +351,9 @@ def summarize(
         "command": " ".join([".venv/bin/python -m bench.run", *sys.argv[1:]]),
         "machine": facts,
         "wrk": wrk_version(),
+        "vegeta": open_loop.vegeta_version(open_loop.ensure_vegeta()) if run.open_loop else None,
         "quiet_check": quiet,
-        "other_kafka_brokers_at_end": machine.kafka_brokers(),
+        "other_kafka_brokers_at_end": machine.kafka_brokers(exclude=set(local_infra_pids(run.settings))),
         "loadavg_at_end": list(os.getloadavg()),
         "cpu": run.cpu.finish([]),
         "settings": dict(vars(args)),
@@ -267,9 +361,12 @@ def summarize(
         "phases_s": run.phases,
         "http": http,
         "http_runs": cases,
+        "open_loop": run.open_loop,
         "direct": report.direct_table(run.direct, cases, run.config.http.batch_rows),
         "memory": run.memory,
-        "targets": report.evaluate_targets(cases, run.direct, run.memory),
+        "idle": run.idle,
+        "cpu_processes": run.processes,
+        "targets": report.evaluate_targets(cases, run.direct, run.memory, run.idle, run.open_loop),
         "logs": str(run.log_dir),
     }
 
@@ -280,6 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     _stop_on_sigterm()
     ensure_wrk()
+    if "a" in config.scenarios and config.open_loop_share > 0:
+        open_loop.ensure_vegeta()
     settings = load_settings()
     quiet = _quiet_check(config, settings)
     began = time.monotonic()  # the bench's own duration excludes waiting for a quiet machine
@@ -293,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = Run(config, settings, registry, OUT_DIR / f"logs-{stamp}", [], [], {}, {}, cpu)
     if "e" in config.scenarios:
         run_baseline(run)
+    if "m" in config.scenarios:
+        peer_mlserver.run_peer(run)
     if config.scenarios & {"a", "b", "c", "d"}:
         run_rtml(run)
     summary = summarize(run, args, facts, quiet, began)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient
@@ -26,6 +26,7 @@ from bench.paths import REPO_ROOT
 from rtml import infra
 from rtml.infra import kafka as local_kafka
 from rtml.infra import redis as local_redis
+from rtml.infra.process import free_ports
 from rtml.stack import Child, Stack, wait_http_ok
 from runtime.registry import ModelRegistry
 from runtime.settings import Settings
@@ -36,9 +37,7 @@ READY_TIMEOUT_S = 90.0
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
 @dataclass(frozen=True)
@@ -117,6 +116,43 @@ class Infra:
             local_redis.stop(local_redis.RedisNode.from_settings(settings))
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def loopback_port(address: str) -> int | None:
+    """The port of a loopback ``host:port`` or ``redis://host:port/...`` address, else None."""
+    parts = urlsplit(address if "://" in address else f"kafka://{address.split(',')[0]}")
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    return port if parts.hostname in LOOPBACK else None
+
+
+def infra_processes(settings: Settings) -> dict[str, int]:
+    """PIDs of the Kafka broker and Redis on this machine, to count their CPU: "broker", "redis".
+
+    ``infra.status`` gives PIDs only for services it manages (source "local"); when
+    KAFKA_BOOTSTRAP_SERVERS / REDIS_URL are set it reports them as external without a PID, even
+    when they are this checkout's own local services started earlier (``rtml infra up``). Then
+    the PID files under ``settings.infra.state_dir`` (checked against the process's command
+    line by ``running_pid``) name them, if the external address is that node's loopback port.
+    """
+    status = infra.status(settings)
+    kafka_node = local_kafka.KafkaNode.from_settings(settings)
+    redis_node = local_redis.RedisNode.from_settings(settings)
+    found = {"broker": status["kafka"]["pid"], "redis": status["redis"]["pid"]}
+    if found["broker"] is None and _ours_externally(status["kafka"], kafka_node.port):
+        found["broker"] = local_kafka.running_pid(kafka_node)
+    if found["redis"] is None and _ours_externally(status["redis"], redis_node.port):
+        found["redis"] = local_redis.running_pid(redis_node)
+    return {name: pid for name, pid in found.items() if pid is not None}
+
+
+def _ours_externally(service: infra.ServiceStatus, node_port: int) -> bool:
+    return service["source"] == "external" and loopback_port(service["address"]) == node_port
+
+
 @dataclass
 class RtmlStack:
     base_url: str
@@ -146,7 +182,8 @@ def start_stack(
     """Workers (each serving ``models``, metrics on a free port) and one gateway, all ready, and
     every model's consumer group settled (``partitions``: of each request topic)."""
     namespace = Namespace()
-    port = free_port()
+    # Picked together so the kernel cannot hand the same just-released port to two processes.
+    port, *metrics_ports = free_ports(1 + workers)
     env = {
         "RTML_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
         "RTML_REDIS__URL": redis_url,
@@ -158,8 +195,7 @@ def start_stack(
     base_url = f"http://127.0.0.1:{port}"
     try:
         urls, children = [], []
-        for index in range(workers):
-            metrics_port = free_port()
+        for index, metrics_port in enumerate(metrics_ports):
             urls.append(f"http://127.0.0.1:{metrics_port}/metrics")
             extra = {"RTML_WORKER__METRICS_PORT": str(metrics_port)}
             children.append(stack.worker(f"worker-{index + 1}", models, extra))

@@ -17,6 +17,7 @@ SCRIPTS = {
     "miss": LUA_DIR / "predict_miss.lua",
     "hit": LUA_DIR / "predict_hit.lua",
     "batch": LUA_DIR / "batch.lua",
+    "oip": LUA_DIR / "predict_oip.lua",  # Open Inference Protocol V2 (MLServer, peer m)
 }
 MARKER = "BENCH_RESULT "
 WRK_TIMEOUT = "10s"
@@ -47,8 +48,13 @@ class WrkResult:
     def errors(self) -> int:
         return self.non2xx + self.socket_errors
 
+    @property
+    def answered(self) -> int:
+        """Responses with a 2xx status (wrk's requests count every completed response)."""
+        return max(0, self.requests - self.non2xx)
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "errors": self.errors}
+        return {**asdict(self), "errors": self.errors, "answered": self.answered}
 
 
 def ensure_wrk() -> str:
@@ -84,7 +90,7 @@ def run_wrk(
     threads: int = 1,
     env: dict[str, str] | None = None,
 ) -> WrkResult:
-    """Run ``script`` ("miss", "hit" or "batch") for ``duration_s`` with ``concurrency`` connections."""
+    """Run ``script`` (a key of :data:`SCRIPTS`) for ``duration_s`` with ``concurrency`` connections."""
     command = [
         "wrk",
         f"-t{max(1, min(threads, concurrency))}",

@@ -163,6 +163,12 @@ class ReplyRouter:
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(Unavailable(f"reply consumer stopped: {reason}"))
+                # A waiter that already gave up never reads it; asyncio would log it as lost.
+                future.add_done_callback(_mark_retrieved)
+
+
+def _mark_retrieved(future: asyncio.Future[Reply]) -> None:
+    future.exception()
 
 
 def _replies_in(message: Message) -> list[tuple[bytes, Reply]]:

@@ -7,7 +7,6 @@ messages.
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from rtml.infra.process import free_ports
 from rtml.stack import Child, Stack, wait_http_ok
 from runtime.registry import ModelRegistry
 from tests.model_fixtures import DemoModels
@@ -24,9 +24,7 @@ UNSERVED_MODEL = "churn_classifier"  # registered, but no worker serves it: requ
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
 @dataclass
@@ -118,7 +116,9 @@ def stack_factory(
         namespace = Namespace()
         bootstrap = bootstrap or kafka_bootstrap
         redis = redis or redis_url
-        port = free_port()
+        # All ports of one stack are picked together: picked one by one, the kernel may hand out
+        # a just-released port twice (a worker then holds the gateway's port and the gateway fails).
+        port, *metrics_ports = free_ports(1 + workers)
         env = {
             "RTML_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
             "RTML_REDIS__URL": redis,
@@ -133,8 +133,7 @@ def stack_factory(
         started.append(stack)
         metrics_urls = []
         worker_children = []
-        for index in range(workers):
-            metrics_port = free_port()
+        for index, metrics_port in enumerate(metrics_ports):
             metrics_urls.append(f"http://127.0.0.1:{metrics_port}/metrics")
             worker_children.append(
                 stack.worker(
