@@ -32,6 +32,9 @@ from runtime.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
+IDLE_WAKE_S = 0.5
+"""Longest the reply consumer blocks without a reply (issue 9: idle CPU); replies end it at once."""
+
 Reply = dict[str, Any]
 """One PredictReply, parsed."""
 Pending = dict[bytes, "asyncio.Future[Reply]"]
@@ -132,8 +135,9 @@ class ReplyRouter:
     def _consume(self, consumer: Consumer) -> None:
         while not self._stopping.is_set():
             # consume(n, timeout) waits for all n or the timeout: block for the first reply
-            # only, then take whatever else has already arrived.
-            messages = consumer.consume(1, 0.05)
+            # only, then take whatever else has already arrived. A reply ends the wait at once;
+            # the timeout only sets how often an idle gateway wakes (and how long stop() waits).
+            messages = consumer.consume(1, IDLE_WAKE_S)
             if messages:
                 messages.extend(consumer.consume(999, 0))
             replies = [reply for m in messages if m.error() is None for reply in _replies_in(m)]

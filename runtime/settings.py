@@ -150,8 +150,9 @@ class WorkerSettings(BaseModel):
     max_batches_in_flight: int = Field(default=8, ge=1)
     """Batches processed while earlier ones await the broker's acknowledgement; beyond this the
     loop waits (bounds memory and what a failed write makes it serve again)."""
-    poll_timeout_ms: int = Field(default=100, ge=1)
-    """How long an idle worker blocks waiting for the first message."""
+    poll_timeout_ms: int = Field(default=500, ge=1)
+    """How long an idle worker blocks waiting for the first message: a message ends the wait at
+    once, so this only sets how often an idle worker wakes (idle CPU) and how long a stop waits."""
     metrics_host: str = "127.0.0.1"
     """Address of a worker's Prometheus endpoint (0.0.0.0 in containers, for the scraper)."""
     metrics_port: int = Field(default=0, ge=0, le=65535)

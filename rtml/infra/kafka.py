@@ -217,6 +217,12 @@ def _server_properties(node: KafkaNode) -> str:
         "num.io.threads": "2",
         "num.recovery.threads.per.data.dir": "1",
         "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
+        # Idle cost (issue 9): the KRaft leader appends a no-op record to the metadata log every
+        # 500 ms and checkpoints high watermarks every 5 s, work a single node does not need that
+        # often. Only liveness of the metadata log and the checkpoint's freshness after a crash
+        # depend on them; both are fine at these values for one node.
+        "metadata.max.idle.interval.ms": "5000",
+        "replica.high.watermark.checkpoint.interval.ms": "30000",
     }
     lines = [f"{key}={value}" for key, value in props.items()]
     return "# Written by rtml.infra.kafka on every start.\n" + "\n".join(lines) + "\n"

@@ -133,7 +133,7 @@ class PolledProducer(KafkaProducer):
         kafka: KafkaSettings,
         profile: Profile,
         overrides: Mapping[str, Any] | None = None,
-        poll_interval_s: float = 0.05,
+        poll_interval_s: float = 0.5,
     ) -> None:
         super().__init__(kafka, profile, overrides)
         self._poll_interval_s = poll_interval_s
@@ -142,6 +142,8 @@ class PolledProducer(KafkaProducer):
         self._thread.start()
 
     def _poll_forever(self) -> None:
+        # poll() returns as soon as a delivery report arrives: the interval only bounds how often
+        # an idle producer wakes up (and how long close() waits for this thread).
         while not self._stopping.is_set():
             self._producer.poll(self._poll_interval_s)
 
