@@ -24,6 +24,7 @@ from workers.cache import WorkerCache
 from workers.consume import RequestConsumer
 from workers.inference import RuntimeTable
 from workers.inflight import BatchTicket, InFlight
+from workers.memory import trim_heap
 from workers.outbox import DurableOutbox
 from workers.pipeline import Pipeline
 from workers.reply import ReplySender
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 REWIND_BACKOFF_S = 1.0
 SETTLE_POLL_S = 0.005
 """While batches are in flight, an idle loop polls this often so their offsets get stored."""
+TRIM_AFTER_IDLE_S = 2.0
+"""Idle this long after a batch, a worker returns freed heap to the OS (workers/memory.py)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class ModelWorker:
         poll_s = self._settings.poll_timeout_ms / 1000
         delay_s = self._settings.max_batch_delay_ms / 1000
         fetched, settled, idle_since = 0, 0, time.monotonic()
+        trimmed = True  # nothing to give back before the first batch
         try:
             while not stop.is_set() and not _reached(limits.max_messages, fetched):
                 timeout_s = SETTLE_POLL_S if self._in_flight else poll_s
@@ -78,12 +82,18 @@ class ModelWorker:
                     self._process(batch)
                     fetched += len(batch)
                     idle_since = time.monotonic()
+                    trimmed = False
                 done, ok = self._settle(wait=len(self._in_flight) > self._settings.max_batches_in_flight)
                 settled += done
                 if not ok:
                     metrics.REDELIVERIES.labels(self.model).inc()
                     stop.wait(REWIND_BACKOFF_S)
                     idle_since = time.monotonic()
+                elif (
+                    not trimmed and not self._in_flight and time.monotonic() - idle_since > TRIM_AFTER_IDLE_S
+                ):
+                    trim_heap()
+                    trimmed = True
                 elif (
                     not batch
                     and not self._in_flight

@@ -37,3 +37,20 @@ def limit_malloc_arenas(arenas: int) -> bool:
     if not ok:
         log.warning("mallopt(M_ARENA_MAX) refused", extra={"arenas": arenas})
     return ok
+
+
+def trim_heap() -> bool:
+    """Give freed heap pages back to the OS (glibc ``malloc_trim``).
+
+    After a burst, glibc keeps the freed memory of its arenas for reuse and RSS stays at the
+    burst's peak; a worker calls this once when it turns idle, so an idle worker's RSS reflects
+    what it holds, not its busiest second. Returns False where it does not apply (not glibc)."""
+    try:
+        # The process's own symbol table has libc's: no library lookup (find_library runs
+        # ldconfig, a subprocess) on a path that runs every time a worker turns idle.
+        malloc_trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # musl, macOS: no malloc_trim
+        return False
+    malloc_trim.argtypes = [ctypes.c_size_t]
+    malloc_trim.restype = ctypes.c_int
+    return bool(malloc_trim(0))
