@@ -60,7 +60,7 @@ schemas: setup-dev ## fail if schemas/json is stale (regenerate: rtml schemas ex
 	$(BIN)/rtml schemas export --check
 
 bench: setup-dev ## benchmarks against the real stack; writes bench/out and prints a table
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run --repeat 3
 	$(BIN)/python -m bench.drift_throughput
 
 package-check: ## build both wheels, install them in a fresh venv outside the checkout, run every command

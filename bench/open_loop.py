@@ -21,12 +21,13 @@ import base64
 import csv
 import math
 import os
+import resource
 import shutil
 import statistics
 import subprocess
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,8 @@ class OpenLoopResult:
     """How late vegeta sent against its schedule (request n at n / rate); high = load generator lag."""
     send_lag_max_ms: float
     unique_bodies: int
+    generator_cpu_s: float = 0.0
+    """vegeta's own CPU (user + system) during the attack: it shares the cores with the stack."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -220,16 +223,19 @@ def run_vegeta(
         ]  # fmt: skip
         # One OS thread for vegeta's Go runtime, like wrk's single thread: it shares the 2 cores.
         env = {**os.environ, "GOMAXPROCS": os.environ.get("BENCH_VEGETA_GOMAXPROCS", "1")}
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run(
             attack, capture_output=True, text=True, env=env, timeout=duration_s + 60, check=False
         )
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if done.returncode != 0:
             raise VegetaError(f"{' '.join(attack)} exited {done.returncode}: {done.stderr[-1500:]}")
+        generator_cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         encode = [vegeta, "encode", "-to=csv", f"-output={decoded}", str(results)]
         done = subprocess.run(encode, capture_output=True, text=True, timeout=120, check=False)
         if done.returncode != 0:
             raise VegetaError(f"{' '.join(encode)} exited {done.returncode}: {done.stderr[-1500:]}")
-        return parse_results(decoded, rate, duration_s, unique)
+        return replace(parse_results(decoded, rate, duration_s, unique), generator_cpu_s=generator_cpu_s)
 
 
 @dataclass
@@ -275,6 +281,12 @@ class OpenLoopCase:
                 for attr in ("sent_rate", "throughput", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms")
             },
             "send_lag_p99_ms": median("send_lag_p99_ms"),
+            # The load generator's share of the machine: on 2 cores it competes with the stack.
+            "generator_ms_per_req": (
+                1000
+                * sum(run.generator_cpu_s for run in self.runs)
+                / max(1, sum(run.requests for run in self.runs))
+            ),
             "cache_hit_ratio": median_of(self.cache_hit_ratio),
             "mean_batch_rows": median_of(self.batch_rows),
             "gateway_trouble": self.gateway_trouble,
@@ -343,5 +355,6 @@ def _line(case: OpenLoopCase) -> str:
         f"open-loop {case.share:.0%} of c{case.based_on['concurrency']}: {case.rate:,} req/s asked, "
         f"{run.sent_rate:,.0f} sent, {run.throughput:,.0f} answered/s; p50 {run.p50_ms:.2f} "
         f"p99 {run.p99_ms:.2f} p99.9 {run.p999_ms:.2f} ms; errors {run.errors}; "
-        f"send lag p99 {run.send_lag_p99_ms:.2f} ms{extra}"
+        f"send lag p99 {run.send_lag_p99_ms:.2f} ms; vegeta CPU {run.generator_cpu_s / run.duration_s:.0%} "
+        f"of a core{extra}"
     )

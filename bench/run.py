@@ -74,6 +74,7 @@ class Config:
     direct_target_s: float
     direct_max_predictions: int
     workers: int
+    gateways: int
     wait_quiet_s: float
     idle_s: float
     settle_s: float
@@ -93,6 +94,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--direct-seconds", type=float, default=None, help="target work per (d) run (5)")
     parser.add_argument("--direct-max-predictions", type=int, default=400_000)
     parser.add_argument("--workers", type=int, default=2, help="worker processes (each serves all models)")
+    parser.add_argument("--gateways", type=int, default=1, help="gateway processes sharing the port")
     parser.add_argument("--wrk-threads", type=int, default=1)
     parser.add_argument("--only", default="a,b,c,d,e,m", help="scenarios to run, e.g. 'a,e'")
     parser.add_argument(
@@ -126,6 +128,7 @@ def config_from(args: argparse.Namespace) -> Config:
         direct_target_s=args.direct_seconds or (2.0 if args.quick else 5.0),
         direct_max_predictions=args.direct_max_predictions,
         workers=args.workers,
+        gateways=args.gateways,
         wait_quiet_s=args.wait_quiet,
         idle_s=args.idle_seconds if args.idle_seconds is not None else (5.0 if args.quick else 10.0),
         settle_s=SETTLE_S,
@@ -187,6 +190,7 @@ def run_rtml(run: Run) -> None:
             run.config.workers,
             run.log_dir,
             run.settings.kafka.request_partitions,
+            run.config.gateways,
         )
         run.phase("stack_start", started)
         infra_pids = infra_processes(run.settings)
@@ -205,7 +209,7 @@ def run_rtml(run: Run) -> None:
             run_kafka(run, stack, services.bootstrap, probe)
             measure_idle(run, probe, "after_all_load", settle_s=run.config.settle_s)
             # The target's figure: after the load and the settle (an idle worker has given its
-            # freed heap back, workers/memory.py); the peak right after the load is kept beside it.
+            # freed heap back, runtime/memory.py); the peak right after the load is kept beside it.
             run.memory["rtml_after_all_load"] = _memory(stack)
         finally:
             stack.stop()
@@ -251,7 +255,10 @@ def _memory(stack: RtmlStack) -> dict[str, dict[str, float | None]]:
 def run_http(run: Run, stack: RtmlStack, probe: machine.CpuProbe) -> None:
     started = time.monotonic()
     plan, observe, wanted = run.config.http, _observer(stack), run.config.scenarios
-    print(f"rtml gateway at {stack.base_url}, {len(stack.workers)} workers, namespace {stack.namespace.tag}")
+    print(
+        f"rtml gateway at {stack.base_url} ({run.config.gateways} processes), {len(stack.workers)} workers, "
+        f"{run.settings.kafka.request_partitions} partitions a request topic, namespace {stack.namespace.tag}"
+    )
     for scenario, concurrencies, key in (
         ("a_miss", run.config.concurrency, "a"),
         ("b_hit", run.config.concurrency, "b"),

@@ -13,12 +13,14 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient
 
@@ -178,6 +180,7 @@ def start_stack(
     workers: int,
     log_dir: Path,
     partitions: int = 4,
+    gateways: int = 1,
 ) -> RtmlStack:
     """Workers (each serving ``models``, metrics on a free port) and one gateway, all ready, and
     every model's consumer group settled (``partitions``: of each request topic)."""
@@ -189,6 +192,7 @@ def start_stack(
         "RTML_REDIS__URL": redis_url,
         "RTML_REGISTRY__ROOT": str(registry_root),
         "RTML_GATEWAY__PORT": str(port),
+        "RTML_GATEWAY__PROCESSES": str(gateways),
         **namespace.env(),
     }
     stack = Stack(env=env, log_dir=log_dir)
@@ -201,6 +205,7 @@ def start_stack(
             children.append(stack.worker(f"worker-{index + 1}", models, extra))
         gateway = stack.gateway()
         wait_http_ok(f"{base_url}/ready", timeout_s=READY_TIMEOUT_S, child=gateway)
+        wait_for_gateways(base_url, gateways, READY_TIMEOUT_S)
         for url, child in zip(urls, children, strict=True):
             wait_http_ok(url, timeout_s=READY_TIMEOUT_S, child=child)
         groups = [namespace.group(m) for m in models]
@@ -209,6 +214,21 @@ def start_stack(
         stack.stop_all()
         raise
     return RtmlStack(base_url, namespace, stack, gateway, children, urls)
+
+
+def wait_for_gateways(base_url: str, processes: int, timeout_s: float) -> None:
+    """Until ``processes`` distinct gateway instances have answered /ready (each probe on a fresh
+    connection, which the kernel hands to one of the processes sharing the port)."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout_s
+    while len(seen) < processes:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(seen)} of {processes} gateway processes ready after {timeout_s:.0f} s")
+        try:
+            with urllib.request.urlopen(f"{base_url}/ready", timeout=5) as response:
+                seen.add(orjson.loads(response.read())["instance_id"])
+        except OSError:
+            time.sleep(0.2)
 
 
 def wait_for_groups(bootstrap: str, groups: list[str], members: int, timeout_s: float) -> None:

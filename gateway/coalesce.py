@@ -8,6 +8,12 @@ PredictRequestBatch pays that fixed cost once. Alone, a request still leaves in 
 iteration it arrived in: the flush is a ``call_soon``, so coalescing never waits for company
 (unlike a linger, it adds no latency at concurrency 1).
 
+Under load that is not enough: requests from many independent callers (an open-loop client)
+arrive spread out and rarely share an iteration, so every request became its own message just
+when CPU was scarce. With ``gateway.coalesce_delay_us`` > 0, a message opened while other
+requests are already waiting for replies is flushed that much later instead; an idle gateway
+still sends at once.
+
 Each request is encoded once, when it is added, so the size of a message is known before a
 request joins it; a message never grows past ``max_message_bytes`` or ``max_requests``.
 """
@@ -50,6 +56,8 @@ class RequestCoalescer:
         fail: Fail,
         max_message_bytes: int,
         max_requests: int = MAX_REQUESTS_PER_BATCH,
+        busy_delay_s: float = 0.0,
+        busy: Callable[[], bool] = lambda: False,
     ) -> None:
         self._producer = producer
         self._topic_of = topic_of
@@ -57,6 +65,8 @@ class RequestCoalescer:
         self._fail = fail
         self._max_bytes = max_message_bytes
         self._max_requests = min(max_requests, MAX_REQUESTS_PER_BATCH)
+        self._busy_delay_s = busy_delay_s
+        self._busy = busy
         self._open: dict[str, _Open] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.messages_sent = 0
@@ -69,7 +79,13 @@ class RequestCoalescer:
         """Queue one encoded PredictRequest; it is produced before the loop next waits for I/O."""
         if not self._open:
             assert self._loop is not None, "bind_loop first"
-            self._loop.call_soon(self.flush)
+            if self._busy_delay_s > 0 and self._busy():
+                # Under load, arrivals spread evenly (an open-loop client, many independent
+                # callers) rarely share a loop iteration; waiting a little for company keeps
+                # the per-message cost amortised. Idle (c1) requests never wait.
+                self._loop.call_later(self._busy_delay_s, self.flush)
+            else:
+                self._loop.call_soon(self.flush)
         pending = self._open.get(model)
         if pending is not None and (
             pending.size + len(encoded_request) + 1 > self._max_bytes

@@ -29,6 +29,7 @@ from runtime.kafka import (
     gateway_topics,
     reply_topic,
 )
+from runtime.memory import freeze_startup_objects
 from runtime.registry import ModelRegistry
 from runtime.settings import Settings
 
@@ -69,6 +70,7 @@ class GatewayRuntime:
         self.service.bind_loop(loop)
         await asyncio.to_thread(self._ensure_topics)
         await asyncio.to_thread(self.replies.start, loop)
+        freeze_startup_objects()  # everything loaded so far lives as long as the process
         log.info("gateway ready", extra={"instance": self.instance_id, "models": self.models.names()})
 
     def _ensure_topics(self) -> None:

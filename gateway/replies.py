@@ -28,10 +28,12 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from gateway import metrics
 from runtime.errors import Unavailable
 from runtime.kafka import REPLY_CONSUMER, new_consumer
+from runtime.memory import trim_heap
 from runtime.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
+TRIM_AFTER_IDLE_S = 2.0
 IDLE_WAKE_S = 0.5
 """Longest the reply consumer blocks without a reply (issue 9: idle CPU); replies end it at once."""
 
@@ -133,6 +135,7 @@ class ReplyRouter:
         return partitions
 
     def _consume(self, consumer: Consumer) -> None:
+        last_reply, trimmed = time.monotonic(), True
         while not self._stopping.is_set():
             # consume(n, timeout) waits for all n or the timeout: block for the first reply
             # only, then take whatever else has already arrived. A reply ends the wait at once;
@@ -143,6 +146,11 @@ class ReplyRouter:
             replies = [reply for m in messages if m.error() is None for reply in _replies_in(m)]
             if replies:
                 self._call_soon(self._resolve, replies)
+                last_reply, trimmed = time.monotonic(), False
+            elif not trimmed and time.monotonic() - last_reply > TRIM_AFTER_IDLE_S:
+                # Quiet after a burst: give the burst's freed heap back (runtime/memory.py).
+                trim_heap()
+                trimmed = True
 
     def _call_soon(self, callback: object, argument: object) -> None:
         loop = self._loop

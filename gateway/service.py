@@ -46,6 +46,11 @@ class Prediction:
     task: str = "classification"
 
 
+BUSY_IN_FLIGHT = 8
+"""Requests awaiting replies from which the gateway counts as under load and lets new requests
+wait ``gateway.coalesce_delay_us`` for company: a few concurrent callers never wait."""
+
+
 class PredictionService:
     def __init__(
         self,
@@ -68,6 +73,8 @@ class PredictionService:
             delivered=self._undelivered.difference_update,
             fail=self._fail,
             max_message_bytes=settings.gateway.max_body_bytes,
+            busy_delay_s=settings.gateway.coalesce_delay_us / 1_000_000,
+            busy=lambda: replies.in_flight >= BUSY_IN_FLIGHT,
         )
 
     @property

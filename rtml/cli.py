@@ -118,8 +118,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
 def _gateway(settings: Settings, _args: argparse.Namespace) -> int:
     from gateway.main import run_gateway
 
-    run_gateway(settings)
-    return 0
+    return run_gateway(settings)
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:

@@ -127,6 +127,17 @@ class GatewaySettings(BaseModel):
     race resets the connection and the caller sees a transport error instead of an answer."""
     backlog: int = Field(default=2048, ge=1)
     """Listen backlog (connections accepted by the kernel before the server takes them)."""
+    coalesce_delay_us: int = Field(default=2000, ge=0, le=100_000)
+    """Under load (8 or more requests awaiting replies), hold a new request up to this long so
+    more requests for its model share its Kafka message (gateway/coalesce.py): evenly spread
+    arrivals otherwise go one per message and double the CPU per request. 0: always send at the
+    end of the event-loop iteration. A lightly loaded gateway never waits."""
+    processes: int = Field(default=1, ge=1, le=64)
+    """Gateway processes sharing the port (SO_REUSEPORT: the kernel spreads connections), each
+    with its own reply topic (instance id ``<instance_id>-<n>``). One process is one core's worth
+    of Python: use one per core the gateway may have (bench/SCALING.md)."""
+    reuse_port: bool = False
+    """Bind with SO_REUSEPORT (set for each process by the supervisor when ``processes`` > 1)."""
 
     @model_validator(mode="after")
     def _default_within_max(self) -> Self:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from confluent_kafka import Message
 
 from runtime.kafka import drain_timeout_s
+from runtime.memory import trim_heap
 from runtime.registry import ModelRegistry
 from runtime.settings import Settings
 from workers import metrics
@@ -24,7 +25,6 @@ from workers.cache import WorkerCache
 from workers.consume import RequestConsumer
 from workers.inference import RuntimeTable
 from workers.inflight import BatchTicket, InFlight
-from workers.memory import trim_heap
 from workers.outbox import DurableOutbox
 from workers.pipeline import Pipeline
 from workers.reply import ReplySender
@@ -35,7 +35,7 @@ REWIND_BACKOFF_S = 1.0
 SETTLE_POLL_S = 0.005
 """While batches are in flight, an idle loop polls this often so their offsets get stored."""
 TRIM_AFTER_IDLE_S = 2.0
-"""Idle this long after a batch, a worker returns freed heap to the OS (workers/memory.py)."""
+"""Idle this long after a batch, a worker returns freed heap to the OS (runtime/memory.py)."""
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,10 @@ def run_worker_process(settings: Settings, models: list[str], limits: RunLimits 
     # Imported here, not at the top: `rtml`'s argument parser imports this module, and every other
     # command would pay for loading onnxruntime and librdkafka.
     from runtime.kafka import ensure_topics, serving_topics
+    from runtime.memory import freeze_startup_objects, limit_malloc_arenas
     from runtime.registry import ModelRegistry
     from workers.cache import WorkerCache
     from workers.loop import ModelWorker, RunLimits
-    from workers.memory import limit_malloc_arenas
 
     run_limits = limits or RunLimits()
     limit_malloc_arenas(settings.worker.malloc_arenas)  # before any thread starts
@@ -49,6 +49,7 @@ def run_worker_process(settings: Settings, models: list[str], limits: RunLimits 
     stop = threading.Event()
     _install_signal_handlers(stop)
     workers = [ModelWorker(settings, model, cache, worker_id) for model in models]
+    freeze_startup_objects()  # models, sessions and clients live as long as the process
     failed: list[str] = []
 
     def serve(worker: ModelWorker) -> None:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from workers.memory import limit_malloc_arenas
+from runtime.memory import limit_malloc_arenas
 
 
 def test_zero_leaves_the_default() -> None:
@@ -20,7 +20,7 @@ def test_glibc_accepts_the_cap_and_threads_still_allocate() -> None:
     # In a child process: the cap is process-wide and must not leak into the test session.
     code = (
         "import threading\n"
-        "from workers.memory import limit_malloc_arenas\n"
+        "from runtime.memory import limit_malloc_arenas\n"
         "assert limit_malloc_arenas(2)\n"
         "def work():\n"
         "    blobs = [bytearray(4096) for _ in range(2000)]\n"

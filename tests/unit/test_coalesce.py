@@ -20,7 +20,14 @@ def encoded(request_id: str, model: str = "m") -> bytes:
 
 
 class Harness:
-    def __init__(self, max_bytes: int = 1_000_000, max_requests: int = 4096) -> None:
+    def __init__(
+        self,
+        max_bytes: int = 1_000_000,
+        max_requests: int = 4096,
+        busy_delay_s: float = 0.0,
+        busy: bool = False,
+    ) -> None:
+        self.busy = busy
         self.producer = FakeProducer()
         self.delivered: list[bytes] = []
         self.failed: dict[bytes, RtmlError] = {}
@@ -31,6 +38,8 @@ class Harness:
             fail=lambda ids, error: self.failed.update(dict.fromkeys(ids, error)),
             max_message_bytes=max_bytes,
             max_requests=max_requests,
+            busy_delay_s=busy_delay_s,
+            busy=lambda: self.busy,
         )
         self.coalescer.bind_loop(asyncio.get_running_loop())
 
@@ -81,3 +90,19 @@ async def test_a_refused_or_failed_message_fails_its_own_requests() -> None:
     await asyncio.sleep(0)
     assert set(h.failed) == {b"x", b"y"} and isinstance(h.failed[b"x"], Unavailable)
     assert "queue is full" in h.failed[b"x"].message
+
+
+async def test_under_load_a_message_waits_for_company_and_idle_never_waits() -> None:
+    h = Harness(busy_delay_s=0.05, busy=True)
+    h.coalescer.add("m", b"first", encoded("first"))
+    await asyncio.sleep(0)
+    assert h.producer.produced == []  # busy: held for the delay, not sent at the iteration's end
+    await asyncio.sleep(0.01)
+    h.coalescer.add("m", b"second", encoded("second"))  # a later iteration joins the same message
+    await asyncio.sleep(0.1)
+    assert h.sent() == [("rtml.requests.m", ["first", "second"])]
+
+    h.busy = False  # lightly loaded: sent at the end of the iteration, as without a delay
+    h.coalescer.add("m", b"alone", encoded("alone"))
+    await asyncio.sleep(0)
+    assert h.sent()[-1] == ("rtml.requests.m", ["alone"])

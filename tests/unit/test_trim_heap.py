@@ -1,4 +1,4 @@
-"""workers.memory.trim_heap: returns freed heap to the OS on glibc, a no-op elsewhere."""
+"""runtime.memory.trim_heap: returns freed heap to the OS on glibc, a no-op elsewhere."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import platform
 
 import pytest
 
-from workers.memory import trim_heap
+from runtime.memory import trim_heap
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")

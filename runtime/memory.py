@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 
 log = logging.getLogger(__name__)
@@ -54,3 +55,15 @@ def trim_heap() -> bool:
     malloc_trim.argtypes = [ctypes.c_size_t]
     malloc_trim.restype = ctypes.c_int
     return bool(malloc_trim(0))
+
+
+def freeze_startup_objects() -> None:
+    """Move every object alive now (modules, models, settings, app) out of the collector's reach.
+
+    Why: a full (generation 2) collection walks every tracked object; a server holds hundreds of
+    thousands from start-up that live forever, so each full collection under load stalls the event
+    loop or the worker for tens of ms, which is what a p99 sees. ``gc.freeze()`` (CPython 3.7+,
+    the approach Instagram described for its Django fleet) leaves them out of every later
+    collection; objects created while serving are collected as before."""
+    gc.collect()
+    gc.freeze()
