@@ -73,7 +73,8 @@ def supervise(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     code = _wait_first_exit(children)
-    if not stopping:
+    asked_to_stop = stopping
+    if not asked_to_stop:
         log.error("a gateway process exited; stopping the others", extra={"code": code})
         forward(signal.SIGTERM, None)
     grace_s = settings.gateway.max_timeout_ms / 1000 + STOP_GRACE_S
@@ -84,7 +85,7 @@ def supervise(settings: Settings) -> int:
             log.error("gateway process did not stop; killing it", extra={"pid": child.pid})
             child.kill()
             child.wait()
-    return 0 if stopping else (code if code > 0 else 1)
+    return 0 if asked_to_stop else (code if code > 0 else 1)
 
 
 def _die_with_parent() -> None:
