@@ -54,6 +54,9 @@ def supervise(settings: Settings) -> int:
             [sys.executable, "-m", "gateway.main"],
             env=child_environment(instance),
             preexec_fn=_die_with_parent,
+            # Their own process group: a terminal's Ctrl-C reaches the supervisor only, which
+            # forwards it once (a second SIGINT would make uvicorn skip its graceful drain).
+            process_group=0,
         )
         for instance in child_instance_ids(settings)
     ]
