@@ -161,9 +161,11 @@ def to_onnx_bytes(model: Any, name: str, n_features: int, signature: Signature |
 
 def _reference(model: Any, signature: Signature) -> Any:
     names = getattr(model, "feature_names_in_", None)
+    dtype = _fitted_dtype(model)
 
     def reference(rows: np.ndarray) -> Outputs:
-        X: Any = rows
+        # float32 rows widen to float64 exactly, so the original sees the values ONNX will.
+        X: Any = rows.astype(dtype, copy=False)
         if names is not None:  # fitted on a DataFrame: predict on one, as its owner would
             X = require("pandas", "running a model fitted on a DataFrame").DataFrame(rows, columns=names)
         if signature.task == "regression":
@@ -175,6 +177,21 @@ def _reference(model: Any, signature: Signature) -> Any:
         return Outputs(labels=labels, probabilities=proba)
 
     return reference
+
+
+def _fitted_dtype(model: Any) -> np.dtype[Any]:
+    """The float type the original model must be fed.
+
+    Most estimators convert what they are given; k-means does not: its Cython kernels take the
+    dtype it was fitted with (``cluster_centers_``) and refuse the other ("Buffer dtype mismatch,
+    expected 'const float' but got 'double'"). Scalers in front of it preserve the dtype, so the
+    rows are cast at the pipeline's entrance."""
+    steps = [step for _, step in model.steps] if hasattr(model, "steps") else [model]
+    for step in steps:
+        centers = getattr(step, "cluster_centers_", None)
+        if isinstance(centers, np.ndarray) and centers.dtype in (np.float32, np.float64):
+            return np.dtype(centers.dtype)
+    return np.dtype(np.float32)
 
 
 def _describe(model: Any) -> str:

@@ -242,3 +242,47 @@ def test_explicit_version_and_metrics(registry: ModelRegistry) -> None:
     assert meta.framework == "scikit-learn" and {"scikit-learn", "skl2onnx", "onnx"} <= set(
         meta.framework_versions
     )
+
+
+SAMPLES = {"drawn": False, "user sample": True}
+
+
+@pytest.mark.parametrize("sample", list(SAMPLES), ids=list(SAMPLES))
+@pytest.mark.parametrize("family", FAMILIES, ids=[f[0] for f in FAMILIES])
+def test_family_fitted_on_float64_imports(
+    family: Family, sample: str, registry: ModelRegistry, tmp_path: Path
+) -> None:
+    """Training data is float64 more often than not (numpy's default); k-means used to fail."""
+    name, make, data, _task = family
+    X32, y = data()
+    X = X32.astype(np.float64)
+    with pytest.warns(FutureWarning) if make is legacy_svc else _no_warning():
+        model = make().fit(X, y)
+    path = tmp_path / f"{name}.pkl"
+    path.write_bytes(pickle.dumps(model))
+    options = ImportOptions(sample=X[:200] if SAMPLES[sample] else None)
+    result = import_model(path, name.replace("_", "-"), registry, options)
+    assert result.report.passed
+    meta = registry.verify(result.metadata.name, "1")
+    session = ort.InferenceSession(
+        str(registry.model_path(meta.name, "1")), providers=["CPUExecutionProvider"]
+    )
+    rows = X32[:50]  # served rows arrive as float32
+    served = dict(
+        zip(meta.output_names, session.run(meta.output_names, {meta.input_name: rows}), strict=True)
+    )
+    for output, expected in original_predictions(model, rows.astype(np.float64)).items():
+        if output == "label":
+            assert served[output].tolist() == expected.tolist()
+        else:
+            np.testing.assert_allclose(served[output], expected, atol=1e-4)
+
+
+def test_scaled_kmeans_pipeline_fitted_on_float64_imports(registry: ModelRegistry) -> None:
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, _ = blob_data()
+    model = make_pipeline(StandardScaler(), KMeans(3, n_init=3, random_state=0)).fit(X.astype(np.float64))
+    result = import_model(model, "scaled-kmeans", registry)
+    assert result.report.passed and result.metadata.task == "clustering"
