@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import metrics
@@ -89,6 +90,17 @@ def create_app(settings: Settings) -> FastPath:
     @app.get("/api/v1/models/{name}")
     async def model_info(name: str) -> Response:
         return json_response(runtime.describe(name))
+
+    @app.delete("/api/v1/admin/models/{name}/cache")
+    async def invalidate_cache(name: str, version: str | None = None) -> Response:
+        """Drop the model's (or one version's) cached predictions at once. Admin scope once keys
+        exist (issue 11)."""
+        runtime.models.resolve(name, version)  # 404 naming what exists
+        try:
+            deleted = await runtime.cache.invalidate(name, version)
+        except RedisError as exc:
+            raise Unavailable(f"the prediction cache (Redis) is unreachable: {exc}") from exc
+        return json_response({"model": name, "version": version, "deleted": deleted})
 
     @app.get("/api/v1/models/{name}/drift")
     async def model_drift(name: str) -> Response:

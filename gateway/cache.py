@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from gateway import metrics
 from runtime.breaker import OutageBreaker
+from runtime.cache_admin import invalidate
 from runtime.settings import RedisSettings
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,10 @@ class GatewayCache:
     def client(self) -> aioredis.Redis:
         """The shared async client, for other read-only lookups (drift state)."""
         return self._client
+
+    async def invalidate(self, model: str, version: str | None) -> int:
+        """Drop ``model``'s cached predictions (one version's, when given); raises RedisError."""
+        return await invalidate(self._client, self.prefix, model, version)
 
     async def close(self) -> None:
         await self._client.aclose()

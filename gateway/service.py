@@ -20,13 +20,14 @@ from gateway.cache import GatewayCache
 from gateway.coalesce import RequestCoalescer
 from gateway.model_table import ModelTable
 from gateway.replies import Reply, ReplyRouter
-from runtime.cache_keys import cache_key, decode_value
+from runtime.cache_keys import cache_key, decode_value, version_tag
 from runtime.clock import now_ms
 from runtime.errors import DeadlineExceeded, InvalidInput, RequestIdInUse, RtmlError, Unavailable, from_code
 from runtime.features import check_row, check_rows
 from runtime.kafka import PolledProducer
 from runtime.settings import Settings
 from schemas.messages import Label
+from schemas.model_metadata import ModelMetadata
 from schemas.wire import encode_prediction_record, encode_request
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class PredictionService:
         request_id = request_id or uuid.uuid4().hex
         worker_reads_cache = use_cache
         if use_cache and len(features) == 1 and self._cache.available:
-            hit = await self._from_cache(request_id, model, metadata.version, metadata.task, features[0])
+            hit = await self._from_cache(request_id, model, metadata, features[0])
             if hit is not None:
                 return hit
             worker_reads_cache = False  # just looked it up: a second read would miss as well
@@ -119,9 +120,11 @@ class PredictionService:
         return replace(result, task=metadata.task)
 
     async def _from_cache(
-        self, request_id: str, model: str, version: str, task: str, row: Sequence[float]
+        self, request_id: str, model: str, metadata: ModelMetadata, row: Sequence[float]
     ) -> Prediction | None:
-        raw = await self._cache.get(cache_key(self._cache.prefix, model, version, row))
+        version, task = metadata.version, metadata.task
+        tag = version_tag(version, metadata.onnx_sha256)
+        raw = await self._cache.get(cache_key(self._cache.prefix, model, tag, row))
         if raw is None:
             metrics.CACHE.labels(model, "miss").inc()
             return None

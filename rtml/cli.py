@@ -6,6 +6,7 @@ rtml worker --model NAME|all     a worker process (repeat --model to host severa
 rtml infra up|down|status        local Kafka (KRaft) and Redis on 127.0.0.1
 rtml models train-demo|list|show the model registry
 rtml models import SOURCE --name NAME [--sample data.csv]   convert to ONNX, prove parity, register
+rtml cache invalidate NAME [VERSION]   drop a model's (or one version's) cached predictions
 rtml topics ensure               create every topic (requests per model, log, dead letters, drift)
 rtml schemas export [--out DIR] [--check]   JSON Schema files for non-Python producers
 rtml drift                       drift detection over the prediction log (Faust app)
@@ -58,6 +59,10 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
         from importers.cli import add_import_arguments
 
         add_import_arguments(models)
+    cache = commands.add_parser("cache", help="the prediction cache in Redis")
+    cache.add_argument("action", choices=["invalidate"])
+    cache.add_argument("model", help="model name")
+    cache.add_argument("version", nargs="?", help="only this version (default: every version)")
     topics = commands.add_parser("topics", help="Kafka topics")
     topics.add_argument("action", choices=["ensure"])
     schemas = commands.add_parser("schemas", help="message schemas")
@@ -235,6 +240,42 @@ def _schemas(_settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache(settings: Settings, args: argparse.Namespace) -> int:
+    """``rtml cache invalidate NAME [VERSION]``: the model must be registered (a typo would
+    otherwise report 0 keys dropped and look like success)."""
+    import asyncio
+
+    from redis import asyncio as aioredis
+
+    from runtime.cache_admin import invalidate
+    from runtime.registry import ModelRegistry
+
+    registry = ModelRegistry(settings.registry.root)
+    known = registry.list_models()
+    if args.model not in known:
+        print(f"no model '{args.model}'; registered: {', '.join(known) or 'none'}", file=sys.stderr)
+        return 1
+    versions = registry.versions(args.model)
+    if args.version is not None and args.version not in versions:
+        print(
+            f"model '{args.model}' has no version '{args.version}'; versions: {', '.join(versions)}",
+            file=sys.stderr,
+        )
+        return 1
+
+    async def run() -> int:
+        client = aioredis.Redis.from_url(settings.redis.url.get_secret_value())
+        try:
+            return await invalidate(client, settings.redis.key_prefix, args.model, args.version)
+        finally:
+            await client.aclose()
+
+    deleted = asyncio.run(run())
+    which = f"{args.model} v{args.version}" if args.version else f"{args.model} (every version)"
+    print(f"dropped {deleted} cached predictions of {which}")
+    return 0
+
+
 def _drift(settings: Settings, args: argparse.Namespace) -> int:
     """``rtml drift`` (the Faust app) and ``rtml alerts tail|forward`` (its subscribers)."""
     from drift.main import run_alert_subscriber, run_detector
@@ -251,6 +292,7 @@ _HANDLERS = {
     "infra": _infra,
     "models": _models,
     "topics": _topics,
+    "cache": _cache,
     "schemas": _schemas,
     "predict": _client,
     "bench": _client,

@@ -1,9 +1,10 @@
 """Prediction-cache keys and values, shared by the gateway and the workers.
 
-A key covers the model, the concrete version and a canonical encoding of the
-features: the row as little-endian float64 with -0.0 folded into 0.0, hashed
-with BLAKE2b. ``[5, 3.5]`` and ``[5.0, 3.5]`` therefore share a key, while a
-different version never does.
+A key covers the model, the concrete version *and its artifact* (the first 16 hex digits of the
+ONNX file's SHA-256) and a canonical encoding of the features: the row as little-endian float64
+with -0.0 folded into 0.0, hashed with BLAKE2b. ``[5, 3.5]`` and ``[5.0, 3.5]`` therefore share a
+key, while a different version, or the same version number replaced by another artifact, never
+does: ``<prefix><model>:<version>.<sha16>:<row digest>``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,24 @@ from typing import Any
 import orjson
 
 from schemas.messages import Label
+
+ARTIFACT_DIGITS = 16
+
+
+def version_tag(version: str, onnx_sha256: str) -> str:
+    """The key part naming one artifact of one version (what callers pass as ``version`` below)."""
+    return f"{version}.{onnx_sha256[:ARTIFACT_DIGITS]}"
+
+
+def invalidation_pattern(prefix: str, model: str, version: str | None = None) -> str:
+    """A Redis SCAN MATCH pattern for every key of ``model`` (or of one of its versions, whatever
+    its artifact). Glob characters in the names are escaped."""
+    escaped = _glob_escape(prefix) + _glob_escape(model) + ":"
+    return escaped + (f"{_glob_escape(version)}.*" if version is not None else "*")
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[]\\^" else c for c in text)
 
 
 def row_digest(row: Sequence[float]) -> str:

@@ -22,7 +22,7 @@ from typing import cast
 import numpy as np
 from confluent_kafka import Message
 
-from runtime.cache_keys import cache_keys, decode_value, encode_value
+from runtime.cache_keys import cache_keys, decode_value, encode_value, version_tag
 from runtime.clock import now_ms
 from runtime.errors import DeadlineExceeded, ModelError
 from runtime.settings import Settings
@@ -63,7 +63,8 @@ class VersionBatch:
 
     def prepare(self, prefix: str, model: str) -> np.ndarray:
         array = np.asarray(self.rows, dtype=np.float64)
-        self.keys = cache_keys(prefix, model, self.runtime.version, array)
+        tag = version_tag(self.runtime.version, self.runtime.metadata.onnx_sha256)
+        self.keys = cache_keys(prefix, model, tag, array)
         size = len(self.rows)
         self.labels, self.probabilities, self.from_cache = [None] * size, [None] * size, [False] * size
         return array

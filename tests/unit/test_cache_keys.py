@@ -5,7 +5,14 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runtime.cache_keys import cache_key, cache_keys, decode_value, encode_value
+from runtime.cache_keys import (
+    cache_key,
+    cache_keys,
+    decode_value,
+    encode_value,
+    invalidation_pattern,
+    version_tag,
+)
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 rows = st.lists(finite, min_size=1, max_size=32)
@@ -55,3 +62,16 @@ def test_values_round_trip(label: int | str, probabilities: list[float] | None) 
 )
 def test_batched_keys_equal_single_keys(batch: list[list[float]]) -> None:
     assert cache_keys("p:", "m", "3", batch) == [cache_key("p:", "m", "3", row) for row in batch]
+
+
+def test_a_replaced_artifact_never_shares_keys_with_the_old_one() -> None:
+    row = [5.1, 3.5, 1.4, 0.2]
+    old, new = version_tag("1", "a" * 64), version_tag("1", "b" * 64)
+    assert old == "1." + "a" * 16
+    assert cache_key("p:", "m", old, row) != cache_key("p:", "m", new, row)
+
+
+def test_invalidation_patterns_cover_a_model_or_one_version_and_escape_globs() -> None:
+    assert invalidation_pattern("rtml:p:", "iris") == "rtml:p:iris:*"
+    assert invalidation_pattern("rtml:p:", "iris", "1") == "rtml:p:iris:1.*"
+    assert invalidation_pattern("t*:p:", "a[b]", "2") == "t\\*:p:a\\[b\\]:2.*"

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from confluent_kafka import Message
 
-from runtime.cache_keys import cache_key, encode_value
+from runtime.cache_keys import cache_key, encode_value, version_tag
 from runtime.settings import load_settings
 from schemas.messages import PredictReplyBatch, PredictRequest
 from schemas.wire import join_request_batch
@@ -114,7 +114,9 @@ def test_every_message_ends_as_prediction_or_dead_letter(runtimes: RuntimeTable)
 
 def test_cache_hits_skip_the_model_and_are_marked(runtimes: RuntimeTable) -> None:
     row = [5.0, 3.0, 1.0, 0.5]
-    stored = {cache_key(PREFIX, "iris_classifier", runtimes.latest, row): encode_value(2, [0.0, 0.0, 1.0])}
+    latest = runtimes.resolve(None).metadata
+    tag = version_tag(latest.version, latest.onnx_sha256)
+    stored = {cache_key(PREFIX, "iris_classifier", tag, row): encode_value(2, [0.0, 0.0, 1.0])}
     pipeline, _cache, outbox, _ = make(runtimes, RecordingCache(stored))
     pipeline.process([message(0, request("hit", [row, [6.0, 3.0, 4.0, 1.0]]))])
     log = outbox.of(load_settings().kafka.predictions_topic)

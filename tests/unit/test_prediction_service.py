@@ -17,7 +17,7 @@ from gateway import replies as replies_module
 from gateway.model_table import ModelTable
 from gateway.replies import ReplyRouter
 from gateway.service import PredictionService
-from runtime.cache_keys import cache_key, encode_value
+from runtime.cache_keys import cache_key, encode_value, version_tag
 from runtime.clock import now_ms
 from runtime.errors import (
     DeadlineExceeded,
@@ -154,7 +154,8 @@ async def test_concurrent_requests_each_get_their_own_reply(gateway: Gateway) ->
 
 
 async def test_a_cache_hit_is_answered_and_logged_without_a_request(gateway: Gateway) -> None:
-    key = cache_key(gateway.cache.prefix, MODEL, "1", ROW)
+    metadata = gateway.service.models.resolve(MODEL, "1")
+    key = cache_key(gateway.cache.prefix, MODEL, version_tag("1", metadata.onnx_sha256), ROW)
     gateway.cache.stored[key] = encode_value(2, [0.1, 0.2, 0.7])
     answer = await gateway.service.predict(MODEL, None, [ROW], request_id="hit")
     assert (answer.predictions, answer.probabilities, answer.from_cache) == ([2], [[0.1, 0.2, 0.7]], True)

@@ -1,0 +1,85 @@
+"""Cache invalidation on real Redis: `DELETE /api/v1/admin/models/{name}/cache` and
+`rtml cache invalidate NAME [VERSION]` drop exactly the named model's (or version's) entries."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+
+import httpx
+
+from tests.stack_fixtures import RunningStack
+
+
+def predict(stack: RunningStack, model: str, version: str, row: list[float]) -> dict[str, object]:
+    body = {"model_name": model, "model_version": version, "features": row}
+    response = httpx.post(f"{stack.base_url}/api/v1/predict", json=body, timeout=10)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def cached(stack: RunningStack, model: str, version: str, row: list[float], timeout_s: float = 5.0) -> None:
+    """Until the row is answered from the cache (the worker writes it just after it replies)."""
+    deadline = time.monotonic() + timeout_s
+    while not predict(stack, model, version, row)["from_cache"]:
+        assert time.monotonic() < deadline, f"{model} v{version} {row} never came from the cache"
+        time.sleep(0.05)
+
+
+def admin_delete(stack: RunningStack, model: str, version: str | None = None) -> httpx.Response:
+    query = f"?version={version}" if version is not None else ""
+    return httpx.delete(f"{stack.base_url}/api/v1/admin/models/{model}/cache{query}", timeout=10)
+
+
+def iris_row() -> list[float]:
+    return [round(random.uniform(4, 8), 4), 3.0, 4.0, 1.0]
+
+
+def test_admin_endpoint_drops_one_version_and_leaves_the_rest(stack: RunningStack) -> None:
+    row = iris_row()
+    cached(stack, "iris_classifier", "1", row)
+    cached(stack, "iris_classifier", "2", row)
+    response = admin_delete(stack, "iris_classifier", "1")
+    assert response.status_code == 200, response.text
+    assert response.json()["deleted"] >= 1 and response.json()["version"] == "1"
+    assert predict(stack, "iris_classifier", "1", row)["from_cache"] is False
+    assert predict(stack, "iris_classifier", "2", row)["from_cache"] is True
+
+    response = admin_delete(stack, "iris_classifier")
+    assert response.status_code == 200 and response.json()["deleted"] >= 1
+    assert predict(stack, "iris_classifier", "2", row)["from_cache"] is False
+
+
+def test_admin_endpoint_names_what_exists_for_unknown_models_and_versions(stack: RunningStack) -> None:
+    unknown = admin_delete(stack, "nope")
+    assert unknown.status_code == 404 and "iris_classifier" in unknown.json()["error"]["message"]
+    version = admin_delete(stack, "iris_classifier", "9")
+    assert version.status_code == 404 and "available versions: 1, 2" in version.json()["error"]["message"]
+
+
+def test_cli_invalidates_one_model_only(stack: RunningStack) -> None:
+    row = iris_row()
+    other = [
+        round(random.uniform(0, 1), 4)
+        for _ in range(stack.registry.metadata("binary_classifier", "1").n_features)
+    ]
+    cached(stack, "iris_classifier", "1", row)
+    cached(stack, "binary_classifier", "1", other)
+    env = {**os.environ, **stack.stack.env}
+    done = subprocess.run(
+        [sys.executable, "-m", "rtml.cli", "cache", "invalidate", "iris_classifier"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "dropped" in done.stdout and "iris_classifier (every version)" in done.stdout
+    assert predict(stack, "iris_classifier", "1", row)["from_cache"] is False
+    assert predict(stack, "binary_classifier", "1", other)["from_cache"] is True
+
+    typo = subprocess.run(
+        [sys.executable, "-m", "rtml.cli", "cache", "invalidate", "iris_clasifier"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert typo.returncode == 1 and "registered:" in typo.stderr and "iris_classifier" in typo.stderr
