@@ -13,7 +13,11 @@ LATENCY = Histogram(
     ["endpoint", "model"],
     buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-CACHE = Counter("rtml_gateway_cache_total", "Gateway cache lookups by result", ["model", "result"])
+CACHE = Counter(
+    "rtml_gateway_cache_total",
+    "Gateway cache lookups by model, version and result",
+    ["model", "version", "result"],
+)
 CACHE_ERRORS = Counter("rtml_gateway_cache_errors_total", "Redis failures (served uncached)", [])
 IN_FLIGHT = Gauge("rtml_gateway_in_flight_requests", "Requests waiting for a worker reply")
 TIMEOUTS = Counter(

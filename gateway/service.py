@@ -67,6 +67,7 @@ class PredictionService:
         self._producer = producer
         self._replies = replies
         self._cache = cache
+        self._key_precision = settings.redis.key_precision
         self._undelivered: set[bytes] = set()
         self._outgoing = RequestCoalescer(
             producer,
@@ -124,11 +125,12 @@ class PredictionService:
     ) -> Prediction | None:
         version, task = metadata.version, metadata.task
         tag = version_tag(version, metadata.onnx_sha256)
-        raw = await self._cache.get(cache_key(self._cache.prefix, model, tag, row))
+        decimals = self._key_precision.get(model)
+        raw = await self._cache.get(cache_key(self._cache.prefix, model, tag, row, decimals))
         if raw is None:
-            metrics.CACHE.labels(model, "miss").inc()
+            metrics.CACHE.labels(model, version, "miss").inc()
             return None
-        metrics.CACHE.labels(model, "hit").inc()
+        metrics.CACHE.labels(model, version, "hit").inc()
         label, probabilities = decode_value(raw)
         self._log_cache_hit(request_id, model, version, row, label, probabilities, task)
         scores = [probabilities] if probabilities else None

@@ -37,6 +37,12 @@ def _glob_escape(text: str) -> str:
     return "".join(f"\\{c}" if c in "*?[]\\^" else c for c in text)
 
 
+def rounded(row: Sequence[float], decimals: int | None) -> Sequence[float]:
+    """``row`` rounded for a model with a key precision (Python's correctly rounded ``round``, in
+    the gateway and the workers alike, so both sides compute the same key)."""
+    return row if decimals is None else [round(float(value), decimals) for value in row]
+
+
 def row_digest(row: Sequence[float]) -> str:
     # struct, not numpy, so the gateway's hot path (and memory) needs no numpy; the bytes equal
     # np.asarray(row, "<f8").tobytes(), which cache_keys() uses for whole batches.
@@ -44,14 +50,20 @@ def row_digest(row: Sequence[float]) -> str:
     return blake2b(canonical, digest_size=16).hexdigest()
 
 
-def cache_key(prefix: str, model: str, version: str, row: Sequence[float]) -> str:
-    return f"{prefix}{model}:{version}:{row_digest(row)}"
+def cache_key(
+    prefix: str, model: str, version: str, row: Sequence[float], decimals: int | None = None
+) -> str:
+    return f"{prefix}{model}:{version}:{row_digest(rounded(row, decimals))}"
 
 
-def cache_keys(prefix: str, model: str, version: str, rows: Sequence[Sequence[float]] | Any) -> list[str]:
+def cache_keys(
+    prefix: str, model: str, version: str, rows: Sequence[Sequence[float]] | Any, decimals: int | None = None
+) -> list[str]:
     """Keys of many rows of equal width (a list of rows or a 2-D array), one array conversion."""
     import numpy as np  # workers only; already loaded there
 
+    if decimals is not None:
+        rows = [rounded(row, decimals) for row in np.asarray(rows, dtype=np.float64).tolist()]
     canonical = np.asarray(rows, dtype="<f8") + 0.0
     head = f"{prefix}{model}:{version}:"
     return [head + blake2b(row.tobytes(), digest_size=16).hexdigest() for row in canonical]

@@ -99,6 +99,18 @@ class RedisSettings(BaseModel):
     """After an outage, skip the cache for this long before trying Redis again."""
     key_prefix: str = "rtml:p:"
     """Namespace of cache keys."""
+    key_precision: dict[str, int] = Field(default_factory=dict)
+    """Per model, decimals the features are rounded to before hashing, so near-identical inputs
+    share a cached answer (e.g. ``{"fraud_detector": 2}``; off for models not listed). The answer
+    served is the one computed for the first such input: use only where that is acceptable."""
+
+    @field_validator("key_precision")
+    @classmethod
+    def _precision_in_range(cls, value: dict[str, int]) -> dict[str, int]:
+        wrong = {model: digits for model, digits in value.items() if not 0 <= digits <= 15}
+        if wrong:
+            raise ValueError(f"key_precision must be 0-15 decimals per model; got {wrong}")
+        return value
 
 
 class GatewaySettings(BaseModel):

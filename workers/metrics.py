@@ -6,7 +6,9 @@ from prometheus_client import Counter, Histogram
 
 MESSAGES = Counter("rtml_worker_messages_total", "Request messages consumed", ["model", "outcome"])
 ROWS = Counter("rtml_worker_rows_total", "Rows predicted", ["model", "version", "source"])
-CACHE = Counter("rtml_worker_cache_total", "Cache lookups by result", ["model", "result"])
+CACHE = Counter(
+    "rtml_worker_cache_total", "Cache lookups by model, version and result", ["model", "version", "result"]
+)
 CACHE_ERRORS = Counter("rtml_worker_cache_errors_total", "Redis failures (served uncached)", ["operation"])
 DEAD_LETTERS = Counter("rtml_worker_dead_letters_total", "Messages dead-lettered", ["model", "reason"])
 BATCH_ROWS = Histogram(

@@ -61,10 +61,10 @@ class VersionBatch:
         end = self.starts[index + 1] if index + 1 < len(self.starts) else len(self.rows)
         return range(self.starts[index], end)
 
-    def prepare(self, prefix: str, model: str) -> np.ndarray:
+    def prepare(self, prefix: str, model: str, decimals: int | None = None) -> np.ndarray:
         array = np.asarray(self.rows, dtype=np.float64)
         tag = version_tag(self.runtime.version, self.runtime.metadata.onnx_sha256)
-        self.keys = cache_keys(prefix, model, tag, array)
+        self.keys = cache_keys(prefix, model, tag, array, decimals)
         size = len(self.rows)
         self.labels, self.probabilities, self.from_cache = [None] * size, [None] * size, [False] * size
         return array
@@ -87,6 +87,7 @@ class Pipeline:
         self._replies = replies
         self._worker_id = worker_id
         self._key_prefix = settings.redis.key_prefix
+        self._key_precision = settings.redis.key_precision
         self._reply_prefix = settings.kafka.reply_topic_prefix
         self._log_topic = settings.kafka.predictions_topic
         self._dlq_topic = settings.kafka.dlq_topic
@@ -125,7 +126,8 @@ class Pipeline:
         )
 
     def _serve(self, batches: list[VersionBatch], started: float) -> None:
-        arrays = [batch.prepare(self._key_prefix, self._model) for batch in batches]
+        decimals = self._key_precision.get(self._model)
+        arrays = [batch.prepare(self._key_prefix, self._model, decimals) for batch in batches]
         self._read_cache(batches)
         to_cache: list[tuple[str, bytes]] = []
         for batch, array in zip(batches, arrays, strict=True):
@@ -152,14 +154,17 @@ class Pipeline:
         if not wanted:
             return
         values = self._cache.get_many([batch.keys[row] for batch, row in wanted])
-        hits = 0
+        counts: dict[tuple[str, str], int] = {}
         for (batch, row), raw in zip(wanted, values, strict=True):
+            result = "miss"
             if raw is not None:
                 batch.labels[row], batch.probabilities[row] = decode_value(raw)
                 batch.from_cache[row] = True
-                hits += 1
-        metrics.CACHE.labels(self._model, "hit").inc(hits)
-        metrics.CACHE.labels(self._model, "miss").inc(len(wanted) - hits)
+                result = "hit"
+            key = (batch.runtime.version, result)
+            counts[key] = counts.get(key, 0) + 1
+        for (version, result), count in counts.items():
+            metrics.CACHE.labels(self._model, version, result).inc(count)
 
     def _predict_misses(
         self, batch: VersionBatch, array: np.ndarray, to_cache: list[tuple[str, bytes]]

@@ -11,7 +11,7 @@ import time
 
 import httpx
 
-from tests.stack_fixtures import RunningStack
+from tests.stack_fixtures import RunningStack, StackFactory
 
 
 def predict(stack: RunningStack, model: str, version: str, row: list[float]) -> dict[str, object]:
@@ -42,6 +42,8 @@ def test_admin_endpoint_drops_one_version_and_leaves_the_rest(stack: RunningStac
     row = iris_row()
     cached(stack, "iris_classifier", "1", row)
     cached(stack, "iris_classifier", "2", row)
+    metrics = httpx.get(f"{stack.base_url}/metrics", timeout=5).text
+    assert 'rtml_gateway_cache_total{model="iris_classifier",result="hit",version="1"}' in metrics
     response = admin_delete(stack, "iris_classifier", "1")
     assert response.status_code == 200, response.text
     assert response.json()["deleted"] >= 1 and response.json()["version"] == "1"
@@ -83,3 +85,17 @@ def test_cli_invalidates_one_model_only(stack: RunningStack) -> None:
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert typo.returncode == 1 and "registered:" in typo.stderr and "iris_classifier" in typo.stderr
+
+
+def test_key_precision_lets_near_identical_inputs_share_an_answer(stack_factory: StackFactory) -> None:
+    stack = stack_factory(
+        workers=1,
+        models=["iris_classifier"],
+        extra_env={"RTML_REDIS__KEY_PRECISION": '{"iris_classifier": 1}'},
+    )
+    base = round(random.uniform(4, 8), 1)
+    cached(stack, "iris_classifier", "1", [base + 0.01, 3.0, 4.0, 1.0])
+    near = predict(stack, "iris_classifier", "1", [base + 0.03, 3.0, 4.0, 1.0])
+    assert near["from_cache"] is True  # rounds to the same key at 1 decimal
+    far = predict(stack, "iris_classifier", "1", [base + 0.31, 3.0, 4.0, 1.0])
+    assert far["from_cache"] is False

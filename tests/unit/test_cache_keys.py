@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -75,3 +76,13 @@ def test_invalidation_patterns_cover_a_model_or_one_version_and_escape_globs() -
     assert invalidation_pattern("rtml:p:", "iris") == "rtml:p:iris:*"
     assert invalidation_pattern("rtml:p:", "iris", "1") == "rtml:p:iris:1.*"
     assert invalidation_pattern("t*:p:", "a[b]", "2") == "t\\*:p:a\\[b\\]:2.*"
+
+
+def test_key_precision_lets_near_identical_rows_share_a_key_on_both_sides() -> None:
+    near, far = [5.1234, 3.5, 1.4, 0.2], [5.1249, 3.5, 1.4, 0.2]
+    assert cache_key("p:", "m", "1", near, 2) == cache_key("p:", "m", "1", far, 2)
+    assert cache_key("p:", "m", "1", near) != cache_key("p:", "m", "1", far)  # off by default
+    assert cache_key("p:", "m", "1", near, 3) != cache_key("p:", "m", "1", far, 3)
+    # The workers' batch path and the gateway's single-row path agree, rounding included.
+    batch = np.array([near, far, [2.675, 0.0, -0.0, 1e-9]])
+    assert cache_keys("p:", "m", "1", batch, 2) == [cache_key("p:", "m", "1", list(row), 2) for row in batch]

@@ -355,3 +355,10 @@ def test_the_developer_config_points_into_the_checkout(monkeypatch: pytest.Monke
     assert settings.model_dump(exclude={"registry", "infra"}) == defaults.model_dump(
         exclude={"registry", "infra"}
     ), "config/default.yaml repeats the defaults; only its paths differ"
+
+
+def test_key_precision_is_per_model_and_bounded() -> None:
+    settings = load_settings(redis={"key_precision": {"fraud_detector": 2}})
+    assert settings.redis.key_precision == {"fraud_detector": 2}
+    with pytest.raises(SettingsError, match="key_precision"):
+        load_settings(redis={"key_precision": {"fraud_detector": 16}})
