@@ -44,8 +44,9 @@ def read_topic(
     try:
         while time.monotonic() < deadline and not until(records):
             for message in consumer.consume(500, 0.2):
-                if message.error() is None:
-                    records.append(orjson.loads(message.value()) if decode else {"raw": message.value()})
+                value = message.value()
+                if message.error() is None and value is not None:  # a tombstone carries no record
+                    records.append(orjson.loads(value) if decode else {"raw": value})
     finally:
         consumer.close()
     return records

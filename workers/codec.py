@@ -71,7 +71,8 @@ def decode(
             batch = PredictRequestBatch.model_validate_json(value)
         except ValidationError as exc:
             if not _not_a_batch(exc):
-                return [Rejected(message, _invalid(exc))]
+                salvaged = _request_by_request(message, value, exc, runtimes, now_ms, reply_prefix)
+                return salvaged if salvaged is not None else [Rejected(message, _invalid(exc))]
         else:
             return [
                 _check(message, request, runtimes, now_ms, reply_prefix, _alone(request))
@@ -82,6 +83,35 @@ def decode(
     except ValidationError as exc:
         return [Rejected(message, _invalid(exc))]
     return [_check(message, request, runtimes, now_ms, reply_prefix, None)]
+
+
+def _request_by_request(
+    message: Message,
+    value: bytes,
+    error: ValidationError,
+    runtimes: RuntimeTable,
+    now_ms: int,
+    reply_prefix: str,
+) -> list[DecodedRequest | Rejected] | None:
+    """A batch whose only faults are inside some of its requests: the others are served, each bad
+    one is dead-lettered alone with its own reason. None when the envelope itself is at fault."""
+    if not all(len(part["loc"]) >= 2 and part["loc"][0] == "requests" for part in error.errors()):
+        return None
+    try:
+        items = orjson.loads(value)["requests"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    if not isinstance(items, list):
+        return None
+    outcomes: list[DecodedRequest | Rejected] = []
+    for item in items:
+        try:
+            request = PredictRequest.model_validate(item)
+        except ValidationError as exc:
+            outcomes.append(Rejected(message, _invalid(exc), value=orjson.dumps(item)))
+        else:
+            outcomes.append(_check(message, request, runtimes, now_ms, reply_prefix, _alone(request)))
+    return outcomes
 
 
 def _invalid(error: ValidationError) -> RtmlError:

@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from schemas.messages import DeadLetterRecord, PredictionRecord
+from schemas.wire import join_request_batch
 from tests.kafka_tools import produce, read_topic
 from tests.stack_fixtures import RunningStack
 
@@ -105,3 +106,29 @@ def test_oversized_poison_is_dead_lettered_truncated_and_the_partition_moves_on(
     assert record.value_truncated and record.value_bytes == len(poison)
     assert base64.b64decode(record.value) == poison[: 512 * 1024]
     assert record.value_sha256 == hashlib.sha256(poison).hexdigest()
+
+
+def test_a_batch_with_one_malformed_request_serves_the_rest(stack: RunningStack) -> None:
+    """A producer's PredictRequestBatch: the request that fails the schema is dead-lettered alone
+    (its own bytes, the field named); the others reach the log."""
+    tag = uuid.uuid4().hex[:8]
+    good = [f"batch-{tag}-ok-{i}" for i in range(2)]
+    bad = orjson.dumps({"request_id": f"batch-{tag}-bad", "model": "fraud_detector", "features": "x"})
+    value = join_request_batch(
+        [direct_request(good[0], [[0.5] * 30]), bad, direct_request(good[1], [[0.2] * 30])]
+    )
+    produce(stack.bootstrap, stack.request_topic("fraud_detector"), [value])
+    served = read_topic(
+        stack.bootstrap,
+        stack.namespace.predictions_topic,
+        lambda rs: set(good) <= {r["request_id"] for r in rs},
+    )
+    assert set(good) <= {r["request_id"] for r in served}
+    dead = read_topic(
+        stack.bootstrap,
+        stack.namespace.dlq_topic,
+        lambda rs: any(f"batch-{tag}-bad".encode() in base64.b64decode(r["value"]) for r in rs),
+    )
+    letters = [r for r in dead if f"batch-{tag}" in base64.b64decode(r["value"]).decode(errors="replace")]
+    assert [r["reason"] for r in letters] == ["invalid_request"] and "features" in letters[0]["message"]
+    assert orjson.loads(base64.b64decode(letters[0]["value"]))["request_id"] == f"batch-{tag}-bad"

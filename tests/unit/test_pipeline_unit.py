@@ -177,3 +177,29 @@ def test_a_request_batch_is_served_request_by_request(runtimes: RuntimeTable) ->
         ("ok-1", True),
         ("ok-2", True),
     ]
+
+
+def test_one_malformed_request_in_a_batch_does_not_take_the_others_down(runtimes: RuntimeTable) -> None:
+    """Only the request that fails the schema is dead-lettered (alone, with the field named); the
+    rest of its PredictRequestBatch is served."""
+    pipeline, _cache, outbox, _replies = make(runtimes)
+    bad = b'{"request_id":"bad","model":"iris_classifier","features":"not rows"}'
+    value = join_request_batch(
+        [request("ok-1", [[5.1, 3.5, 1.4, 0.2]]), bad, request("ok-2", [[6.2, 2.9, 4.3, 1.3]])]
+    )
+    pipeline.process([message(3, value)])
+    settings = load_settings()
+    assert sorted(r["request_id"] for r in outbox.of(settings.kafka.predictions_topic)) == ["ok-1", "ok-2"]
+    dead = outbox.of(settings.kafka.dlq_topic)
+    assert [d["reason"] for d in dead] == ["invalid_request"] and "features" in dead[0]["message"]
+    assert orjson.loads(base64.b64decode(dead[0]["value"]))["request_id"] == "bad"
+
+
+def test_a_batch_with_a_broken_envelope_is_dead_lettered_whole(runtimes: RuntimeTable) -> None:
+    pipeline, _cache, outbox, _replies = make(runtimes)
+    value = b'{"schema_version":1,"kind":"request_batch","requests":[]}'  # min_length 1
+    pipeline.process([message(4, value)])
+    settings = load_settings()
+    assert outbox.of(settings.kafka.predictions_topic) == []
+    dead = outbox.of(settings.kafka.dlq_topic)
+    assert [d["reason"] for d in dead] == ["invalid_request"] and base64.b64decode(dead[0]["value"]) == value
