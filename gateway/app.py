@@ -24,16 +24,15 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import metrics
+from gateway.admin import add_admin_routes
 from gateway.fast_path import FastPath
 from gateway.lifecycle import GatewayRuntime
-from gateway.v1 import parse_json_object
 from gateway.v2 import error_body, is_v2_route, v2_router
 from runtime.errors import (
     BadRequest,
     InvalidInput,
     MethodNotAllowed,
     NotFound,
-    PayloadTooLarge,
     RtmlError,
     Unavailable,
 )
@@ -50,18 +49,6 @@ ROUTING_ERRORS: dict[int, type[RtmlError]] = {cls.status: cls for cls in (NotFou
 
 def error_response(error: RtmlError, v2: bool = False) -> Response:
     return json_response(error_body(error) if v2 else error.to_dict(), error.status)
-
-
-async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-    return parse_json_object(bytes(body))
 
 
 def create_app(settings: Settings) -> FastPath:
@@ -101,6 +88,8 @@ def create_app(settings: Settings) -> FastPath:
         except RedisError as exc:
             raise Unavailable(f"the prediction cache (Redis) is unreachable: {exc}") from exc
         return json_response({"model": name, "version": version, "deleted": deleted})
+
+    add_admin_routes(app, runtime, limit)
 
     @app.get("/api/v1/models/{name}/drift")
     async def model_drift(name: str) -> Response:

@@ -16,11 +16,14 @@ from redis.exceptions import RedisError
 
 from gateway import metrics
 from gateway.cache import GatewayCache
-from gateway.model_table import ModelTable
+from gateway.model_table import ModelEntry, ModelTable
 from gateway.replies import ReplyRouter
 from gateway.service import PredictionService
+from runtime.artifacts import ArtifactStore, fetch_missing
+from runtime.control import ControlView, ControlWriter
 from runtime.drift_state import aread_drift_state
 from runtime.errors import DriftStateMissing, RtmlError, Unavailable
+from runtime.fleet import FleetReporter
 from runtime.kafka import (
     REQUEST_PRODUCER,
     PolledProducer,
@@ -30,8 +33,10 @@ from runtime.kafka import (
     reply_topic,
 )
 from runtime.memory import freeze_startup_objects
+from runtime.model_admin import ModelAdmin
 from runtime.registry import ModelRegistry
 from runtime.settings import Settings
+from schemas.control import ModelPolicy
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +50,22 @@ class GatewayRuntime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.instance_id = settings.gateway.instance_id or f"{socket.gethostname()}-{os.getpid()}"
-        self.models = ModelTable(ModelRegistry(settings.registry.root).snapshot())
+        self.registry = ModelRegistry(settings.registry.root)
+        self.models = ModelTable(self.registry.snapshot())
         kafka = settings.kafka
+        self.control = ControlView(kafka, f"{self.instance_id}-control", on_change=self._policy_changed)
+        self._following = False
+        self.control_writer = ControlWriter(kafka, f"{self.instance_id}-control-writer")
+        self.artifacts = ArtifactStore(kafka, f"{self.instance_id}-artifacts")
+        self.fleet = FleetReporter(
+            settings.redis,
+            "gateway",
+            self.instance_id,
+            lambda: {name: [] for name in self.models.names()},
+            metrics.SERVED,
+        )
+        by = f"gateway {self.instance_id}"
+        self.admin = ModelAdmin(self.registry, self.control_writer, self.control.policy, by, self.artifacts)
         self.replies = ReplyRouter(kafka, reply_topic(kafka, self.instance_id).name, self.instance_id)
         self.producer = PolledProducer(
             kafka,
@@ -69,7 +88,12 @@ class GatewayRuntime:
         loop = asyncio.get_running_loop()
         self.service.bind_loop(loop)
         await asyncio.to_thread(self._ensure_topics)
+        await asyncio.to_thread(self.control.start)
+        self._following = True
+        await asyncio.to_thread(self.refresh_models)
+        await asyncio.to_thread(self._ensure_topics)  # models known only from the control plane
         await asyncio.to_thread(self.replies.start, loop)
+        self.fleet.start()
         freeze_startup_objects()  # everything loaded so far lives as long as the process
         log.info("gateway ready", extra={"instance": self.instance_id, "models": self.models.names()})
 
@@ -77,8 +101,24 @@ class GatewayRuntime:
         kafka = self.settings.kafka
         ensure_topics(kafka, gateway_topics(kafka, self.instance_id, self.models.names()))
 
+    def refresh_models(self) -> None:
+        """Fetch versions built on other machines, then re-read the registry and the policies: the
+        table every request routes by."""
+        policies = self.control.policies()
+        for policy in policies.values():
+            fetch_missing(self.artifacts, self.registry, policy)
+        self.models.update(self.registry.snapshot(), policies)
+
+    def _policy_changed(self, policy: ModelPolicy) -> None:
+        if self._following:  # at boot, one refresh after the whole topic was read
+            self.refresh_models()
+            log.info("model policy applied", extra={"model": policy.model, "revision": policy.revision})
+
     async def stop(self) -> None:
         # uvicorn has already stopped accepting and let in-flight requests finish (or time out).
+        self.fleet.stop()
+        self.control.stop()
+        self.control_writer.close()
         self.replies.stop()
         await asyncio.to_thread(self.producer.close, 5.0)
         await self.cache.close()
@@ -101,7 +141,7 @@ class GatewayRuntime:
             raise
         finally:
             # Only known models get their own label value, so arbitrary names cannot blow up cardinality.
-            label = model if model in self.models.names() else "_unknown"
+            label = model if model in self.models else "_unknown"
             metrics.REQUESTS.labels(endpoint, label, observation.version, str(status)).inc()
             metrics.LATENCY.labels(endpoint, label).observe(time.perf_counter() - started)
 
@@ -111,6 +151,8 @@ class GatewayRuntime:
             reasons.append(f"kafka unreachable: {self.producer.health.last_error}")
         if not self.replies.ready:
             reasons.append(f"reply consumer not assigned: {self.replies.failure or 'starting'}")
+        if not self.control.ready:
+            reasons.append(f"control topic not followed: {self.control.failure or 'starting'}")
         if not len(self.models):
             reasons.append(f"no models registered under {self.settings.registry.root}")
         return reasons
@@ -139,16 +181,18 @@ class GatewayRuntime:
 
     def describe(self, name: str, brief: bool = False) -> dict[str, Any]:
         entry = self.models.entry(name)
-        latest = entry.versions[entry.latest]
+        latest = entry.versions[entry.default or entry.latest]
         summary: dict[str, Any] = {
             "name": name,
             "latest_version": entry.latest,
-            "versions": sorted(entry.versions, key=int),
+            "default_version": entry.default,
+            "versions": entry.serving,
             "task": latest.task,
             "n_features": latest.n_features,
         }
         if brief:
             return summary
+        summary["policy"] = policy_summary(entry)
         summary["feature_names"] = latest.feature_names
         summary["classes"] = latest.classes
         summary["metrics"] = latest.metrics
@@ -165,3 +209,19 @@ class GatewayRuntime:
             for version, metadata in entry.versions.items()
         }
         return summary
+
+
+def policy_summary(entry: ModelEntry) -> dict[str, Any]:
+    """How the model's traffic is routed (``GET /api/v1/models/{name}``, ``rtml models status``)."""
+    policy = entry.policy
+    return {
+        "default": entry.default,
+        "previous": policy.previous if policy else [],
+        "retired": policy.retired if policy else [],
+        "split": policy.split if policy else {},
+        "shadow": policy.shadow if policy else {},
+        "revision": policy.revision if policy else 0,
+        "change": policy.change if policy else "no policy recorded: the highest version serves",
+        "updated_at_ms": policy.updated_at_ms if policy else None,
+        "updated_by": policy.updated_by if policy else None,
+    }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from runtime.fleet import ServedRows
+
 REQUESTS = Counter(
     "rtml_gateway_requests_total", "Prediction requests answered", ["endpoint", "model", "version", "status"]
 )
@@ -32,3 +34,7 @@ LATE_REPLIES = Counter(
 LOG_ERRORS = Counter(
     "rtml_gateway_log_errors_total", "Prediction-log records the gateway failed to write", []
 )
+
+SERVED = ServedRows()
+"""Cache hits answered here, per model, version and route, for the fleet heartbeat (the workers
+count what they answer)."""

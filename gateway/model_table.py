@@ -1,4 +1,6 @@
-"""What the gateway can serve: model names, versions and input specs, for routing and 404/422 answers."""
+"""What the gateway can serve: models, versions, input specs and traffic policies, for routing and
+404/422 answers. Replaced whole on every control-plane change (:meth:`ModelTable.update`, called
+from the control thread), so a request reads one consistent state."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from runtime.errors import ModelNotFound, VersionNotFound
+from runtime.model_policy import Routed, default_version, route, serving_versions
+from schemas.control import ModelPolicy
 from schemas.model_metadata import ModelMetadata
 
 
@@ -13,24 +17,51 @@ from schemas.model_metadata import ModelMetadata
 class ModelEntry:
     name: str
     versions: Mapping[str, ModelMetadata]
+    """Every registered version, retired ones included."""
     latest: str
+    """The highest registered version."""
+    policy: ModelPolicy | None
+    default: str | None
+    serving: list[str]
+    """Registered and not retired."""
 
 
 class ModelTable:
-    """Immutable snapshot; a later hot-swap replaces the whole table atomically."""
+    def __init__(
+        self,
+        snapshot: Mapping[str, Mapping[str, ModelMetadata]],
+        policies: Mapping[str, ModelPolicy] | None = None,
+    ) -> None:
+        self._entries: dict[str, ModelEntry] = {}
+        self.update(snapshot, policies or {})
 
-    def __init__(self, snapshot: Mapping[str, Mapping[str, ModelMetadata]]) -> None:
-        self._entries = {
-            name: ModelEntry(name, dict(versions), max(versions, key=int))
-            for name, versions in snapshot.items()
-            if versions
-        }
+    def update(
+        self, snapshot: Mapping[str, Mapping[str, ModelMetadata]], policies: Mapping[str, ModelPolicy]
+    ) -> None:
+        entries = {}
+        for name, versions in snapshot.items():
+            if not versions:
+                continue
+            policy = policies.get(name)
+            registered = list(versions)
+            entries[name] = ModelEntry(
+                name,
+                dict(versions),
+                max(versions, key=int),
+                policy,
+                default_version(policy, registered),
+                serving_versions(policy, registered),
+            )
+        self._entries = entries  # one assignment: readers see the old table or the new one
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def names(self) -> list[str]:
         return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
 
     def entry(self, name: str) -> ModelEntry:
         entry = self._entries.get(name)
@@ -40,11 +71,20 @@ class ModelTable:
         return entry
 
     def resolve(self, name: str, version: str | None) -> ModelMetadata:
+        """A registered version (retired ones too: admin operations name them), or the default."""
         entry = self.entry(name)
         if version is None:
-            return entry.versions[entry.latest]
+            if entry.default is None:
+                raise ModelNotFound(f"model '{name}' has no default version: promote one")
+            return entry.versions[entry.default]
         metadata = entry.versions.get(version)
         if metadata is None:
             known = ", ".join(sorted(entry.versions, key=int))
             raise VersionNotFound(f"model '{name}' has no version '{version}'; available versions: {known}")
         return metadata
+
+    def route(self, name: str, version: str | None, routing_key: str | None) -> tuple[ModelMetadata, Routed]:
+        """The version that serves one request, and why (a retired version serves nothing)."""
+        entry = self.entry(name)
+        routed = route(entry.policy, list(entry.versions), name, version, routing_key)
+        return entry.versions[routed.version], routed

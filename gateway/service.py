@@ -26,6 +26,7 @@ from runtime.errors import DeadlineExceeded, InvalidInput, RequestIdInUse, RtmlE
 from runtime.features import check_row, check_rows
 from runtime.kafka import PolledProducer
 from runtime.settings import Settings
+from schemas.control import Route
 from schemas.messages import Label
 from schemas.model_metadata import ModelMetadata
 from schemas.wire import encode_prediction_record, encode_request
@@ -45,6 +46,8 @@ class Prediction:
     """Class probabilities (classification) or distances to each centre (clustering)."""
     from_cache: bool
     task: str = "classification"
+    route: Route = "default"
+    """Why this version answered: default, split (an A/B arm), pinned (the request named it)."""
 
 
 BUSY_IN_FLIGHT = 8
@@ -100,8 +103,10 @@ class PredictionService:
         timeout_ms: int | None = None,
         request_id: str | None = None,
         field: str = "features",
+        routing_key: str | None = None,
     ) -> Prediction:
-        metadata = self.models.resolve(model, version)
+        # The gateway routes (default, A/B arm or pinned) so that it reads the right version's cache.
+        metadata, routed = self.models.route(model, version, routing_key)
         if field == "features":  # a single row: name its values features[i], not features[0][i]
             check_row(rows[0], metadata.n_features, model, metadata.version, field)
         else:
@@ -111,17 +116,23 @@ class PredictionService:
         request_id = request_id or uuid.uuid4().hex
         worker_reads_cache = use_cache
         if use_cache and len(features) == 1 and self._cache.available:
-            hit = await self._from_cache(request_id, model, metadata, features[0])
+            hit = await self._from_cache(request_id, model, metadata, features[0], routed.route)
             if hit is not None:
                 return hit
             worker_reads_cache = False  # just looked it up: a second read would miss as well
         result = await self._round_trip(
-            request_id, model, metadata.version, features, worker_reads_cache, timeout_s
+            request_id,
+            model,
+            metadata.version,
+            features,
+            worker_reads_cache,
+            timeout_s,
+            routing=(routing_key, routed.route),
         )
-        return replace(result, task=metadata.task)
+        return replace(result, task=metadata.task, route=routed.route)
 
     async def _from_cache(
-        self, request_id: str, model: str, metadata: ModelMetadata, row: Sequence[float]
+        self, request_id: str, model: str, metadata: ModelMetadata, row: Sequence[float], route: Route
     ) -> Prediction | None:
         version, task = metadata.version, metadata.task
         tag = version_tag(version, metadata.onnx_sha256)
@@ -131,10 +142,11 @@ class PredictionService:
             metrics.CACHE.labels(model, version, "miss").inc()
             return None
         metrics.CACHE.labels(model, version, "hit").inc()
+        metrics.SERVED.add(model, version, route, 1)
         label, probabilities = decode_value(raw)
-        self._log_cache_hit(request_id, model, version, row, label, probabilities, task)
+        self._log_cache_hit(request_id, model, version, row, label, probabilities, task, route)
         scores = [probabilities] if probabilities else None
-        return Prediction(request_id, model, version, [label], scores, True, task)
+        return Prediction(request_id, model, version, [label], scores, True, task, route)
 
     def _log_cache_hit(
         self,
@@ -145,6 +157,7 @@ class PredictionService:
         label: Label,
         probabilities: list[float] | None,
         task: str,
+        route: Route,
     ) -> None:
         at_ms = now_ms()
         record = encode_prediction_record(
@@ -161,6 +174,7 @@ class PredictionService:
             sent_at_ms=at_ms,
             served_by="gateway",
             top_probability=task == "classification",
+            route=route,
         )
         try:
             self._producer.produce(
@@ -177,6 +191,7 @@ class PredictionService:
         features: Sequence[Sequence[float]],
         use_cache: bool,
         timeout_s: float,
+        routing: tuple[str | None, Route] = (None, "default"),
     ) -> Prediction:
         if not self._producer.health.up:
             metrics.UNAVAILABLE.labels(model).inc()
@@ -187,7 +202,7 @@ class PredictionService:
         except KeyError:
             raise RequestIdInUse(f"request_id '{request_id}' is already in flight on this gateway") from None
         try:
-            self._publish(correlation, request_id, model, version, features, use_cache, timeout_s)
+            self._publish(correlation, request_id, model, version, features, use_cache, timeout_s, routing)
             async with asyncio.timeout(timeout_s):
                 reply = await future
         except TimeoutError:
@@ -206,6 +221,7 @@ class PredictionService:
         features: Sequence[Sequence[float]],
         use_cache: bool,
         timeout_s: float,
+        routing: tuple[str | None, Route],
     ) -> None:
         sent = now_ms()
         envelope = encode_request(
@@ -218,6 +234,8 @@ class PredictionService:
             use_cache=use_cache,
             source="http",
             sent_at_ms=sent,
+            routing_key=routing[0],
+            route=routing[1],
         )
         self._undelivered.add(correlation)
         self._outgoing.add(model, correlation, envelope)

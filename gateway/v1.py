@@ -12,10 +12,23 @@ import time
 from typing import Any
 
 import orjson
+from starlette.requests import Request
 
 from gateway.lifecycle import GatewayRuntime
 from gateway.service import Prediction
-from runtime.errors import BadRequest, InvalidInput
+from runtime.errors import BadRequest, InvalidInput, PayloadTooLarge
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+    return parse_json_object(bytes(body))
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -64,7 +77,19 @@ def _common(payload: dict[str, Any]) -> dict[str, Any]:
         "use_cache": True if use_cache is None else use_cache,
         "timeout_ms": _field(payload, "timeout_ms", int),
         "request_id": _request_id(payload),
+        "routing_key": _routing_key(payload),
     }
+
+
+def _routing_key(payload: dict[str, Any]) -> str | None:
+    """Sticky A/B routing: the same key always lands on the same arm of a model's split."""
+    key = _field(payload, "routing_key", (str, int))
+    if key is None:
+        return None
+    text = str(key)
+    if not 1 <= len(text) <= 256:
+        raise InvalidInput("field 'routing_key' must be 1 to 256 characters")
+    return text
 
 
 def _request_id(payload: dict[str, Any]) -> str | None:
@@ -90,6 +115,7 @@ def _single_body(result: Prediction, started: float) -> dict[str, Any]:
         **_scores(result, scores),  # type: ignore[arg-type]
         "model_name": result.model,
         "model_version": result.version,
+        "route": result.route,
         "request_id": result.request_id,
         "timestamp": time.time(),
         "from_cache": result.from_cache,
@@ -128,6 +154,7 @@ async def batch_predict(runtime: GatewayRuntime, payload: dict[str, Any], starte
         **_scores(result, result.probabilities),
         "model_name": result.model,
         "model_version": result.version,
+        "route": result.route,
         "request_id": result.request_id,
         "count": len(result.predictions),
         "from_cache": result.from_cache,

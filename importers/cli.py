@@ -69,7 +69,7 @@ def run_import(registry: ModelRegistry, args: argparse.Namespace) -> int:
         f"registered {meta.name} v{meta.version} ({meta.task}, {meta.source_format}, "
         f"{meta.n_features} features) sha256={meta.onnx_sha256[:12]} in {registry.root}"
     )
-    print("running workers and gateways serve it from their next start")
+    args.registered_version = meta.version  # recorded on the control topic by the caller
     return 0
 
 

@@ -5,7 +5,11 @@ rtml gateway                     HTTP gateway
 rtml worker --model NAME|all     a worker process (repeat --model to host several)
 rtml infra up|down|status        local Kafka (KRaft) and Redis on 127.0.0.1
 rtml models train-demo|list|show the model registry
-rtml models import SOURCE --name NAME [--sample data.csv]   convert to ONNX, prove parity, register
+rtml models import SOURCE --name NAME [--sample CSV] [--promote]   convert to ONNX, prove parity, register
+rtml models promote NAME V | rollback NAME | retire NAME V   change the version that serves (no restart)
+rtml models traffic NAME --split 1=90,2=10 | --shadow 3=100 | --clear   A/B split and shadow traffic
+rtml models status NAME [--json]   default version, policy, loaded versions, traffic share
+rtml models publish NAME [V]     ship versions registered here to the artifact topic (other machines)
 rtml cache invalidate NAME [VERSION]   drop a model's (or one version's) cached predictions
 rtml topics ensure               create every topic (requests per model, log, dead letters, drift)
 rtml schemas export [--out DIR] [--check]   JSON Schema files for non-Python producers
@@ -21,6 +25,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from rtml.lifecycle_cli import LIFECYCLE_ACTIONS
 from runtime.errors import SettingsError
 from runtime.settings import Settings, load_settings
 
@@ -50,11 +55,17 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     infra = commands.add_parser("infra", help="local Kafka and Redis")
     infra.add_argument("action", choices=["up", "down", "status"])
     models = commands.add_parser("models", help="model registry")
-    models.add_argument("action", choices=["train-demo", "list", "show", "import"])
+    models.add_argument(
+        "action",
+        choices=["train-demo", "list", "show", "import", *LIFECYCLE_ACTIONS],
+    )
     models.add_argument("name", nargs="?", help="show: model name; import: SOURCE (file, dir, models:/ URI)")
     models.add_argument("--force", action="store_true", help="train-demo: retrain even if registered")
-    models.add_argument("--json", action="store_true", help="list: JSON for scripts")
+    models.add_argument("--json", action="store_true", help="list, status: JSON for scripts")
     models.add_argument("--url", help="list: ask this gateway (http://HOST:PORT), not the local registry")
+    from rtml.lifecycle_cli import add_lifecycle_arguments
+
+    add_lifecycle_arguments(models)
     if command == "models":  # importing the importers costs ~0.5 s: only when they can be used
         from importers.cli import add_import_arguments
 
@@ -166,8 +177,16 @@ def _models(settings: Settings, args: argparse.Namespace) -> int:
         return _models_list(settings, args)
     elif args.action == "import":
         from importers.cli import run_import
+        from rtml.lifecycle_cli import publish_registration
 
-        return run_import(registry, args)
+        code = run_import(registry, args)
+        if code == 0 and getattr(args, "registered_version", None):
+            code = publish_registration(settings, args.import_name, args.registered_version, args.promote)
+        return code
+    elif args.action in LIFECYCLE_ACTIONS:
+        from rtml.lifecycle_cli import run_lifecycle
+
+        return run_lifecycle(settings, args)
     else:
         if not args.name:
             print("rtml models show NAME", file=sys.stderr)

@@ -14,7 +14,8 @@ map them the same way::
     ├── NotFound                404 not_found             .                an unknown route
     │   ├── DriftStateMissing                                              no drift statistics yet
     │   └── ModelNotFound *     404 model_not_found       unknown_model    unknown model name
-    │       └── VersionNotFound                                            known model, unknown version
+    │       ├── VersionNotFound                                            known model, unknown version
+    │       └── ArtifactMissing                                            no complete artifact on Kafka
     ├── MethodNotAllowed        405 method_not_allowed    .                a known route, another method
     ├── RequestIdInUse          409 conflict              invalid_request  request_id already in flight
     ├── Unavailable             503 unavailable           .                Kafka or Redis unreachable
@@ -25,6 +26,8 @@ map them the same way::
     │   ├── ModelNotFound *                                                (drawn above)
     │   ├── VersionExists       409 version_exists        .                register() of an existing version
     │   ├── InvalidModel        422 invalid_model         .                bad ONNX bytes or metadata.json
+    │   ├── PolicyConflict      409 policy_conflict       .                a lifecycle change that cannot
+    │   │                                                                  apply (retire the default ...)
     │   └── ChecksumMismatch ** 500 model_error           model_error      model.onnx differs from its sha256
     ├── SettingsError           500 settings_error        .                settings refused (also ValueError)
     │   └── DriftConfigError                                               drift windows that cannot work
@@ -175,6 +178,10 @@ class VersionNotFound(ModelNotFound):
     """The model exists but not in that version."""
 
 
+class ArtifactMissing(ModelNotFound):
+    """The artifact topic holds no complete copy of that version (runtime/artifacts.py)."""
+
+
 class VersionExists(RegistryError):
     status = 409
     code = "version_exists"
@@ -183,6 +190,14 @@ class VersionExists(RegistryError):
 class InvalidModel(RegistryError):
     status = 422
     code = "invalid_model"
+
+
+class PolicyConflict(RegistryError):
+    """A lifecycle change that contradicts the model's state: retiring its default, rolling back
+    with no earlier default, routing traffic to a retired version."""
+
+    status = 409
+    code = "policy_conflict"
 
 
 class ChecksumMismatch(RegistryError, ModelError):
@@ -323,6 +338,7 @@ HTTP_ERRORS: tuple[type[RtmlError], ...] = (
     Unavailable,
     DeadlineExceeded,
     ModelError,
+    PolicyConflict,
 )
 """Every error the gateway answers an HTTP request with, directly or rebuilt from a
 worker's error reply; the client SDK maps each of them."""

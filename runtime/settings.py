@@ -63,6 +63,14 @@ class KafkaSettings(BaseModel):
     """Append-only log of every prediction made (HTTP and direct Kafka)."""
     dlq_topic: str = "rtml.dlq"
     """Dead-letter topic: messages that could not be decoded, validated or served."""
+    control_topic: str = "rtml.control"
+    """Compacted topic of every model's serving policy (default version, split, shadow): every
+    gateway and worker follows it (runtime/control.py)."""
+    model_events_topic: str = "rtml.model-events"
+    """One event per lifecycle change (promoted, rolled back, retired, traffic), for subscribers."""
+    artifacts_topic: str = "rtml.artifacts"
+    """Compacted topic of model artifacts in checksummed chunks: a worker or gateway on another
+    machine fetches every version the control plane records from here (runtime/artifacts.py)."""
     request_partitions: int = Field(default=4, ge=1)
     """Partitions of each request topic: the upper bound on workers per model."""
     log_partitions: int = Field(default=4, ge=1)
@@ -99,6 +107,9 @@ class RedisSettings(BaseModel):
     """After an outage, skip the cache for this long before trying Redis again."""
     key_prefix: str = "rtml:p:"
     """Namespace of cache keys."""
+    fleet_prefix: str = "rtml:fleet:"
+    """Namespace of the fleet heartbeats (which process has which versions loaded, and the rows
+    each version served in the last minute) that ``rtml models status`` reads."""
     key_precision: dict[str, int] = Field(default_factory=dict)
     """Per model, decimals the features are rounded to before hashing, so near-identical inputs
     share a cached answer (e.g. ``{"fraud_detector": 2}``; off for models not listed). The answer

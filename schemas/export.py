@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 from pydantic import BaseModel
 
+from schemas.control import ALL_CONTROL_MESSAGES
 from schemas.drift import ALL_DRIFT_MESSAGES
 from schemas.messages import ALL_MESSAGES
 from schemas.model_metadata import ModelMetadata
@@ -21,7 +22,7 @@ EXPORT_DIR = Path(__file__).resolve().parent / "json"
 
 
 def all_schemas() -> dict[str, type[BaseModel]]:
-    return {**ALL_MESSAGES, **ALL_DRIFT_MESSAGES, "model_metadata": ModelMetadata}
+    return {**ALL_MESSAGES, **ALL_DRIFT_MESSAGES, **ALL_CONTROL_MESSAGES, "model_metadata": ModelMetadata}
 
 
 def checkout_export_dir() -> Path | None:

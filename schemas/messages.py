@@ -20,6 +20,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.control import Route
+
 SCHEMA_VERSION: Literal[1] = 1
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
@@ -53,7 +55,13 @@ class PredictRequest(_Message):
     """Correlation id: echoed in the reply and the prediction log."""
     model: str = Field(min_length=1, max_length=64)
     version: str | None = Field(default=None, pattern=r"^[0-9]+$")
-    """Concrete model version; None means the latest the worker has."""
+    """Concrete model version (served while it is registered and not retired); None: the model's
+    traffic policy picks one (its default version, or an arm of its A/B split)."""
+    routing_key: str | None = Field(default=None, min_length=1, max_length=256)
+    """Sticky A/B routing: requests with the same key land on the same split arm (a user or
+    account id, say); without one each request is routed on its own."""
+    route: Route | None = None
+    """Set by the gateway when it chose ``version`` itself: why (logged with the prediction)."""
     features: list[list[FiniteFloat]] = Field(min_length=1)
     """Rows of features in the model's feature order."""
     reply_to: str | None = None
@@ -126,6 +134,8 @@ class PredictReply(_Message):
     error: ErrorInfo | None = None
     worker_ms: float | None = None
     """Time from the worker receiving the batch to producing this reply."""
+    route: Route | None = None
+    """Why ``version`` answered (see PredictionRecord.route)."""
 
 
 class PredictReplyBatch(_Message):
@@ -157,6 +167,10 @@ class PredictionRecord(_Message):
     latency_ms: float | None = None
     """From the request being sent to the prediction being made, when known."""
     served_by: Literal["gateway", "worker"]
+    route: Route | None = None
+    """Why this version served the row: ``default``, ``split`` (an A/B arm), ``pinned`` (the request
+    named the version), ``canary``, or ``shadow`` (a mirrored prediction nobody was answered
+    with: exclude these when counting answers)."""
 
 
 DeadLetterReason = Literal[

@@ -24,21 +24,27 @@ def encode_request(
     use_cache: bool,
     source: str,
     sent_at_ms: int | None,
+    routing_key: str | None = None,
+    route: str | None = None,
 ) -> bytes:
-    return orjson.dumps(
-        {
-            "schema_version": SCHEMA_VERSION,
-            "request_id": request_id,
-            "model": model,
-            "version": version,
-            "features": features,
-            "reply_to": reply_to,
-            "deadline_ms": deadline_ms,
-            "use_cache": use_cache,
-            "source": source,
-            "sent_at_ms": sent_at_ms,
-        }
-    )
+    envelope = {
+        "schema_version": SCHEMA_VERSION,
+        "request_id": request_id,
+        "model": model,
+        "version": version,
+        "features": features,
+        "reply_to": reply_to,
+        "deadline_ms": deadline_ms,
+        "use_cache": use_cache,
+        "source": source,
+        "sent_at_ms": sent_at_ms,
+    }
+    # Only when set: workers from before these fields (extra="forbid") keep reading plain requests.
+    if routing_key is not None:
+        envelope["routing_key"] = routing_key
+    if route is not None:
+        envelope["route"] = route
+    return orjson.dumps(envelope)
 
 
 REQUEST_BATCH_HEAD = b'{"schema_version":%d,"kind":"request_batch","requests":[' % SCHEMA_VERSION
@@ -73,6 +79,7 @@ def encode_prediction_record(
     sent_at_ms: int | None,
     served_by: str,
     top_probability: bool = True,
+    route: str = "default",
 ) -> bytes:
     """``top_probability``: classifiers report max(probabilities) as ``probability``; clustering
     models carry distances in ``probabilities`` and report no ``probability``."""
@@ -93,5 +100,6 @@ def encode_prediction_record(
             "sent_at_ms": sent_at_ms,
             "latency_ms": float(predicted_at_ms - sent_at_ms) if sent_at_ms is not None else None,
             "served_by": served_by,
+            "route": route,
         }
     )

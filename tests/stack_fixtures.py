@@ -53,12 +53,28 @@ class Namespace:
     def reply_prefix(self) -> str:
         return f"t{self.tag}.replies."
 
+    @property
+    def control_topic(self) -> str:
+        return f"t{self.tag}.control"
+
+    @property
+    def events_topic(self) -> str:
+        return f"t{self.tag}.model-events"
+
+    @property
+    def fleet_prefix(self) -> str:
+        return f"t{self.tag}:fleet:"
+
     def env(self) -> dict[str, str]:
         return {
             "RTML_KAFKA__REQUEST_TOPIC_PREFIX": self.request_prefix,
             "RTML_KAFKA__PREDICTIONS_TOPIC": self.predictions_topic,
             "RTML_KAFKA__DLQ_TOPIC": self.dlq_topic,
             "RTML_KAFKA__REPLY_TOPIC_PREFIX": self.reply_prefix,
+            "RTML_KAFKA__CONTROL_TOPIC": self.control_topic,
+            "RTML_KAFKA__MODEL_EVENTS_TOPIC": self.events_topic,
+            "RTML_KAFKA__ARTIFACTS_TOPIC": f"t{self.tag}.artifacts",
+            "RTML_REDIS__FLEET_PREFIX": self.fleet_prefix,
             "RTML_KAFKA__REQUEST_PARTITIONS": "4",
             "RTML_KAFKA__LOG_PARTITIONS": "2",
             "RTML_WORKER__GROUP_PREFIX": f"t{self.tag}.workers.",
@@ -112,8 +128,11 @@ def stack_factory(
         bootstrap: str | None = None,
         redis: str | None = None,
         extra_env: dict[str, str] | None = None,
+        registry: Path | None = None,
     ) -> RunningStack:
+        """``registry``: a private registry root for a test that changes it (default: the shared one)."""
         namespace = Namespace()
+        root = registry or registry_root
         bootstrap = bootstrap or kafka_bootstrap
         redis = redis or redis_url
         # All ports of one stack are picked together: picked one by one, the kernel may hand out
@@ -122,7 +141,7 @@ def stack_factory(
         env = {
             "RTML_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
             "RTML_REDIS__URL": redis,
-            "RTML_REGISTRY__ROOT": str(registry_root),
+            "RTML_REGISTRY__ROOT": str(root),
             "RTML_GATEWAY__PORT": str(port),
             "RTML_GATEWAY__INSTANCE_ID": f"gw-{namespace.tag}",
             "RTML_ENV": "test",
@@ -152,7 +171,7 @@ def stack_factory(
             bootstrap,
             redis,
             namespace,
-            ModelRegistry(registry_root),
+            ModelRegistry(root),
             stack,
             gateway,
             worker_children,

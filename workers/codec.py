@@ -18,6 +18,7 @@ from confluent_kafka import Message
 from pydantic import ValidationError
 
 from runtime.errors import BadRequest, DeadlineExceeded, InvalidInput, ModelNotFound, RtmlError, Undecodable
+from schemas.control import Route
 from schemas.messages import SCHEMA_VERSION, DeadLetterReason, Label, PredictRequest, PredictRequestBatch
 from schemas.wire import is_request_batch
 
@@ -30,6 +31,10 @@ class DecodedRequest:
     message: Message
     request: PredictRequest
     runtime: ModelRuntime
+    route: Route = "default"
+    """Why this version serves it (logged with every record)."""
+    shadow: bool = False
+    """A mirrored copy: predicted and logged as ``shadow``, never answered."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,9 @@ class Rejected:
     value: bytes | None = None
     """What the dead letter keeps: the message's value, or (for one request of a
     PredictRequestBatch) that request alone, so it can be replayed by itself."""
+    shadow: str | None = None
+    """The shadow version that failed on a mirrored copy (counted, never dead-lettered: the
+    request itself was served)."""
 
     @property
     def reason(self) -> DeadLetterReason:
@@ -154,11 +162,13 @@ def _bind_model(
             raise ModelNotFound(
                 f"request for model '{request.model}' on the topic of model '{runtimes.model}'"
             )
-        runtime = runtimes.resolve(request.version)
+        runtime, routed = runtimes.resolve(request.version, request.routing_key)
         _check_widths(request.features, runtime)
     except (ModelNotFound, InvalidInput) as exc:
         return Rejected(message, exc, request, value)
-    return DecodedRequest(message, request, runtime)
+    # The gateway routed the request itself (to read the cache of the right version) and says why.
+    route = request.route if request.route is not None and request.version is not None else routed.route
+    return DecodedRequest(message, request, runtime, route)
 
 
 def _check_widths(rows: list[list[float]], runtime: ModelRuntime) -> None:
@@ -203,6 +213,7 @@ def encode_reply(
     probabilities: Sequence[Sequence[float] | None],
     from_cache: Sequence[bool],
     worker_ms: float,
+    route: Route = "default",
 ) -> Reply:
     has_probabilities = bool(probabilities) and probabilities[0] is not None
     return {
@@ -215,6 +226,7 @@ def encode_reply(
         "probabilities": probabilities if has_probabilities else None,
         "from_cache": from_cache,
         "worker_ms": worker_ms,
+        "route": route,
     }
 
 

@@ -1,19 +1,27 @@
-"""ONNX Runtime sessions for every registered version of one model."""
+"""ONNX Runtime sessions for every serving version of one model, kept in step with its policy."""
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
 
+from runtime.artifacts import ArtifactStore, fetch_missing
 from runtime.errors import ModelNotFound, VersionNotFound
+from runtime.model_policy import Routed, default_version, route, serving_versions
 from runtime.registry import ModelRegistry
+from schemas.control import ModelPolicy
 from schemas.messages import Label
 from schemas.model_metadata import ModelMetadata
 
 log = logging.getLogger(__name__)
+
+RESCAN_S = 1.0
+"""At most one registry rescan a second for requests naming a version this worker lacks."""
 
 
 @dataclass(frozen=True)
@@ -60,27 +68,114 @@ def _session(path: str, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
 
 
+@dataclass(frozen=True)
+class _Loaded:
+    """What one refresh produced; replaced whole, so a serving thread never sees half of it."""
+
+    runtimes: dict[str, ModelRuntime]
+    registered: list[str]
+    policy: ModelPolicy | None
+
+
 class RuntimeTable:
-    """All versions of one model, loaded once at start; ``resolve`` picks one per request."""
+    """The loaded versions of one model and its policy; ``resolve`` routes one request.
 
-    def __init__(self, registry: ModelRegistry, model: str, threads: int = 1) -> None:
+    :meth:`refresh` (on a control-plane change, in the control thread) loads every registered,
+    non-retired version not loaded yet: its checksum is verified and it answers a warm-up row
+    before it is swapped in, so no request waits for a load and a corrupt artifact never
+    replaces a working version (it is logged and left out). Retired versions are dropped.
+    """
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        model: str,
+        threads: int = 1,
+        policy: ModelPolicy | None = None,
+        artifacts: ArtifactStore | None = None,
+    ) -> None:
         self.model = model
-        self._by_version: dict[str, ModelRuntime] = {}
-        for version in registry.versions(model):
-            registry.verify(model, version)
-            metadata = registry.metadata(model, version)
-            session = _session(str(registry.model_path(model, version)), threads)
-            self._by_version[version] = ModelRuntime(metadata, session)
-            log.info("loaded model", extra={"model": model, "version": version})
-        if not self._by_version:
-            raise ModelNotFound(f"model '{model}' has no registered versions")
-        self.latest = max(self._by_version, key=int)
+        self._registry = registry
+        self._artifacts = artifacts
+        self._threads = threads
+        self._lock = threading.Lock()
+        self._state = _Loaded({}, [], policy)
+        self._last_rescan = 0.0
+        self.refresh(policy)
+        if not self._state.runtimes:
+            raise ModelNotFound(f"model '{model}' has no loadable versions under {registry.root}")
 
-    def resolve(self, version: str | None) -> ModelRuntime:
-        if version is None:
-            return self._by_version[self.latest]
-        runtime = self._by_version.get(version)
-        if runtime is None:
-            known = ", ".join(sorted(self._by_version, key=int))
-            raise VersionNotFound(f"model '{self.model}' has no version '{version}'; versions: {known}")
+    @property
+    def policy(self) -> ModelPolicy | None:
+        return self._state.policy
+
+    @property
+    def loaded(self) -> list[str]:
+        return sorted(self._state.runtimes, key=int)
+
+    @property
+    def latest(self) -> str:
+        state = self._state
+        return default_version(state.policy, state.registered) or max(state.runtimes, key=int)
+
+    def refresh(self, policy: ModelPolicy | None) -> None:
+        with self._lock:
+            current = self._state
+            fetch_missing(self._artifacts, self._registry, policy)  # versions built elsewhere
+            try:
+                registered = self._registry.versions(self.model)
+            except ModelNotFound:
+                registered = []
+            runtimes = {
+                v: r for v, r in current.runtimes.items() if v in serving_versions(policy, registered)
+            }
+            for version in serving_versions(policy, registered):
+                if version not in runtimes:
+                    loaded = self._load(version)
+                    if loaded is not None:
+                        runtimes[version] = loaded
+            self._state = _Loaded(runtimes, registered, policy)
+
+    def _load(self, version: str) -> ModelRuntime | None:
+        try:
+            metadata = self._registry.verify(self.model, version)
+            session = _session(str(self._registry.model_path(self.model, version)), self._threads)
+            runtime = ModelRuntime(metadata, session)
+            runtime.predict(np.zeros((1, metadata.n_features), dtype=np.float32))  # warm before traffic
+        except Exception as exc:  # corrupt, truncated or unloadable: keep serving what works
+            log.error(
+                "cannot load model version; it will not serve",
+                extra={"model": self.model, "version": version, "error": str(exc)[:500]},
+            )
+            return None
+        log.info("loaded model", extra={"model": self.model, "version": version})
         return runtime
+
+    def resolve(self, version: str | None, routing_key: str | None = None) -> tuple[ModelRuntime, Routed]:
+        """The runtime for one request and why it was chosen; VersionNotFound / ModelNotFound."""
+        try:
+            return self._resolve(version, routing_key)
+        except VersionNotFound:
+            if version is None or time.monotonic() - self._last_rescan < RESCAN_S:
+                raise
+        # Named a version registered after our last refresh (its control record may still be on
+        # its way, or the control thread is loading it now): load it rather than dead-letter a
+        # valid request. Serialised with the control thread's refresh by the lock; rate-limited
+        # so a stream of requests for a version that does not exist cannot rescan per message.
+        self._last_rescan = time.monotonic()
+        self.refresh(self._state.policy)
+        return self._resolve(version, routing_key)
+
+    def _resolve(self, version: str | None, routing_key: str | None) -> tuple[ModelRuntime, Routed]:
+        state = self._state
+        routed = route(state.policy, state.registered, self.model, version, routing_key)
+        runtime = state.runtimes.get(routed.version)
+        if runtime is None:
+            raise VersionNotFound(
+                f"model '{self.model}' v{routed.version} is not loaded on this worker "
+                f"(loaded: {', '.join(self.loaded) or 'none'})"
+            )
+        return runtime, routed
+
+    def runtime(self, version: str) -> ModelRuntime | None:
+        return self._state.runtimes.get(version)

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 
 from confluent_kafka import Message
 
+from runtime.artifacts import ArtifactStore
 from runtime.kafka import drain_timeout_s
 from runtime.memory import trim_heap
 from runtime.registry import ModelRegistry
 from runtime.settings import Settings
+from schemas.control import ModelPolicy
 from workers import metrics
 from workers.cache import WorkerCache
 from workers.consume import RequestConsumer
@@ -47,11 +49,21 @@ class RunLimits:
 
 
 class ModelWorker:
-    def __init__(self, settings: Settings, model: str, cache: WorkerCache, worker_id: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        model: str,
+        cache: WorkerCache,
+        worker_id: str,
+        policy: ModelPolicy | None = None,
+    ) -> None:
         registry = ModelRegistry(settings.registry.root)
         self.model = model
         self._settings = settings.worker
-        self._runtimes = RuntimeTable(registry, model, threads=settings.worker.ort_threads)
+        artifacts = ArtifactStore(settings.kafka, f"{worker_id}-{model}-artifacts")
+        self._runtimes = RuntimeTable(
+            registry, model, threads=settings.worker.ort_threads, policy=policy, artifacts=artifacts
+        )
         self._outbox = DurableOutbox(settings.kafka, client_id=f"{worker_id}-{model}-log")
         self._replies = ReplySender(settings.kafka, client_id=f"{worker_id}-{model}-replies")
         # Every delivery report arrives within its producer's message.timeout.ms (the profiles in
@@ -67,6 +79,24 @@ class ModelWorker:
         self._pipeline = Pipeline(settings, self._runtimes, cache, self._outbox, self._replies, worker_id)
         self._in_flight = InFlight(self._consumer.store, self._consumer.rewind)
         self._consumer.before_revoke = self._drain
+
+    @property
+    def runtimes(self) -> RuntimeTable:
+        return self._runtimes
+
+    def apply(self, policy: ModelPolicy) -> None:
+        """A control-plane change (called in the control thread): load what it needs, then route
+        by it. The serving loop keeps going meanwhile; no request waits for a load."""
+        self._runtimes.refresh(policy)
+        log.info(
+            "model policy applied",
+            extra={
+                "model": self.model,
+                "revision": policy.revision,
+                "default": policy.default,
+                "loaded": self._runtimes.loaded,
+            },
+        )
 
     def run(self, stop: threading.Event, limits: RunLimits = RunLimits()) -> int:
         """Serve until ``stop`` is set or a limit is reached; returns messages settled."""

@@ -14,12 +14,14 @@ import socket
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runtime.logs import configure_logging
 from runtime.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from schemas.control import ModelPolicy
     from workers.loop import RunLimits
 
 log = logging.getLogger(__name__)
@@ -29,17 +31,32 @@ def run_worker_process(settings: Settings, models: list[str], limits: RunLimits 
     """Serve ``models`` (names, or ["all"]) until SIGTERM/SIGINT or the limits; one thread per model."""
     # Imported here, not at the top: `rtml`'s argument parser imports this module, and every other
     # command would pay for loading onnxruntime and librdkafka.
-    from runtime.kafka import ensure_topics, serving_topics
+    from runtime.control import ControlView
+    from runtime.fleet import FleetReporter
+    from runtime.kafka import control_topics, ensure_topics, serving_topics
     from runtime.memory import freeze_startup_objects, limit_malloc_arenas
     from runtime.registry import ModelRegistry
     from workers.cache import WorkerCache
     from workers.loop import ModelWorker, RunLimits
+    from workers.metrics import SERVED
 
     run_limits = limits or RunLimits()
     limit_malloc_arenas(settings.worker.malloc_arenas)  # before any thread starts
-    if models == ["all"]:
-        models = ModelRegistry(settings.registry.root).list_models()
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
+    ensure_topics(settings.kafka, control_topics(settings.kafka))
+    by_model: dict[str, ModelWorker] = {}
+
+    def apply(policy: ModelPolicy) -> None:
+        worker = by_model.get(policy.model)
+        if worker is not None:
+            worker.apply(policy)
+
+    # Read every model's policy before serving: a worker must not guess which version is default.
+    control = ControlView(settings.kafka, f"{worker_id}-control", on_change=apply)
+    control.start()
+    if models == ["all"]:  # registered here, or recorded by the control plane (fetched on load)
+        local = ModelRegistry(settings.registry.root).list_models()
+        models = sorted(set(local) | {name for name, p in control.policies().items() if p.versions})
     ensure_topics(settings.kafka, serving_topics(settings.kafka, models))
     if settings.worker.metrics_port:
         from prometheus_client import start_http_server
@@ -48,7 +65,19 @@ def run_worker_process(settings: Settings, models: list[str], limits: RunLimits 
     cache = WorkerCache(settings.redis)
     stop = threading.Event()
     _install_signal_handlers(stop)
-    workers = [ModelWorker(settings, model, cache, worker_id) for model in models]
+    workers = [ModelWorker(settings, model, cache, worker_id, control.policy(model)) for model in models]
+    by_model.update((worker.model, worker) for worker in workers)
+    for worker in workers:  # a change that arrived while the workers were being built
+        if (policy := control.policy(worker.model)) is not None and policy != worker.runtimes.policy:
+            worker.apply(policy)
+    fleet = FleetReporter(
+        settings.redis,
+        "worker",
+        worker_id,
+        lambda: {worker.model: worker.runtimes.loaded for worker in workers},
+        SERVED,
+    )
+    fleet.start()
     freeze_startup_objects()  # models, sessions and clients live as long as the process
     failed: list[str] = []
 
@@ -71,6 +100,8 @@ def run_worker_process(settings: Settings, models: list[str], limits: RunLimits 
     for thread in threads:
         while thread.is_alive():
             thread.join(timeout=0.5)
+    fleet.stop()
+    control.stop()
     cache.close()
     if failed:
         raise SystemExit(f"worker {worker_id}: model thread(s) crashed: {', '.join(failed)}")
@@ -90,10 +121,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="append", required=True, help="model name, or 'all'; repeatable")
     parser.add_argument("--max-messages", type=int, default=None, help="stop after this many messages")
     parser.add_argument("--idle-timeout", type=float, default=None, help="stop after this many idle seconds")
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        default=None,
+        help="local model registry (default: registry.root); may start empty: every version the control "
+        "topic records is fetched from the artifact topic and verified by checksum",
+    )
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     from workers.loop import RunLimits
+
+    if args.models_dir is not None:
+        registry = settings.registry.model_copy(update={"root": args.models_dir.resolve()})
+        settings = settings.model_copy(update={"registry": registry})
 
     run_worker_process(settings, args.model, RunLimits(args.max_messages, args.idle_timeout))
     return 0

@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
+from runtime.fleet import ServedRows
+
+SERVED = ServedRows()
+"""Rows answered per model, version and route, for the fleet heartbeat (runtime/fleet.py)."""
+
 MESSAGES = Counter("rtml_worker_messages_total", "Request messages consumed", ["model", "outcome"])
-ROWS = Counter("rtml_worker_rows_total", "Rows predicted", ["model", "version", "source"])
+ROWS = Counter(
+    "rtml_worker_rows_total",
+    "Rows predicted, by version and route (default, split, pinned, canary, shadow)",
+    ["model", "version", "source", "route"],
+)
+SHADOW_ERRORS = Counter(
+    "rtml_worker_shadow_errors_total", "Mirrored requests a shadow version failed on", ["model", "version"]
+)
 CACHE = Counter(
     "rtml_worker_cache_total", "Cache lookups by model, version and result", ["model", "version", "result"]
 )

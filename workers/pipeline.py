@@ -25,6 +25,7 @@ from confluent_kafka import Message
 from runtime.cache_keys import cache_keys, decode_value, encode_value, version_tag
 from runtime.clock import now_ms
 from runtime.errors import DeadlineExceeded, ModelError
+from runtime.model_policy import shadows
 from runtime.settings import Settings
 from schemas.messages import Label
 from schemas.wire import encode_prediction_record
@@ -70,6 +71,13 @@ class VersionBatch:
         return array
 
 
+def _batch_for(batches: dict[str, VersionBatch], runtime: ModelRuntime) -> VersionBatch:
+    batch = batches.get(runtime.version)
+    if batch is None:
+        batch = batches[runtime.version] = VersionBatch(runtime)
+    return batch
+
+
 class Pipeline:
     def __init__(
         self,
@@ -99,15 +107,18 @@ class Pipeline:
         started = time.perf_counter()
         arrived_ms = now_ms()
         batches: dict[str, VersionBatch] = {}
+        policy = self._runtimes.policy
         for message in messages:
             for outcome in codec.decode(message, self._runtimes, arrived_ms, self._reply_prefix):
                 if isinstance(outcome, Rejected):
                     self._reject(outcome, arrived_ms)
                     continue
-                version = outcome.runtime.version
-                if version not in batches:
-                    batches[version] = VersionBatch(outcome.runtime)
-                batches[version].add(outcome)
+                _batch_for(batches, outcome.runtime).add(outcome)
+                for version in shadows(policy, outcome.runtime.version, outcome.request.routing_key):
+                    runtime = self._runtimes.runtime(version)
+                    if runtime is not None:
+                        mirrored = DecodedRequest(message, outcome.request, runtime, "shadow", shadow=True)
+                        _batch_for(batches, runtime).add(mirrored)
         if batches:
             self._serve(list(batches.values()), started)
         self._send_replies()
@@ -115,6 +126,10 @@ class Pipeline:
         metrics.BATCH_SECONDS.labels(self._model).observe(time.perf_counter() - started)
 
     def _reject(self, rejected: Rejected, at_ms: int) -> None:
+        if rejected.shadow:  # the request itself was served: a shadow's failure is only counted
+            metrics.SHADOW_ERRORS.labels(self._model, rejected.shadow).inc()
+            log.warning("shadow version failed", extra={"model": self._model, "version": rejected.shadow})
+            return
         metrics.DEAD_LETTERS.labels(self._model, rejected.reason).inc()
         self._outbox.send(self._dlq_topic, codec.encode_dead_letter(rejected, self._worker_id, at_ms))
         request = rejected.request
@@ -207,17 +222,18 @@ class Pipeline:
             except Exception as exc:
                 batch.failed.add(index)
                 error = ModelError(f"model '{self._model}' v{batch.runtime.version} failed: {exc}")
-                self._reject(Rejected(item.message, error, item.request), now_ms())
+                shadow = batch.runtime.version if item.shadow else None
+                self._reject(Rejected(item.message, error, item.request, shadow=shadow), now_ms())
 
     def _answer_all(self, batch: VersionBatch, worker_ms: float) -> None:
         for index, item in enumerate(batch.items):
-            if index not in batch.failed and item.request.reply_to:
-                self._reply(batch, batch.span(index), item.request.reply_to, item.request, worker_ms)
+            if index not in batch.failed and item.request.reply_to and not item.shadow:
+                self._reply(batch, batch.span(index), item, worker_ms)
 
     def _log(self, batch: VersionBatch, done_ms: int) -> None:
         version = batch.runtime.version
         classifier = batch.runtime.metadata.task == "classification"
-        rows_by_source: Counter[str] = Counter()
+        rows: Counter[tuple[str, str]] = Counter()
         for index, item in enumerate(batch.items):
             if index in batch.failed:
                 continue
@@ -238,23 +254,27 @@ class Pipeline:
                     sent_at_ms=request.sent_at_ms,
                     served_by="worker",
                     top_probability=classifier,
+                    route=item.route,
                 )
                 self._outbox.send(self._log_topic, record, request.request_id.encode())
-            rows_by_source[request.source] += len(span)
-        for source, count in rows_by_source.items():
-            metrics.ROWS.labels(self._model, version, source).inc(count)
-        metrics.MESSAGES.labels(self._model, "served").inc(len(batch.items) - len(batch.failed))
+            rows[request.source, item.route] += len(span)
+        for (source, route), count in rows.items():
+            metrics.ROWS.labels(self._model, version, source, route).inc(count)
+            metrics.SERVED.add(self._model, version, route, count)
+        answered = sum(
+            1 for index, item in enumerate(batch.items) if index not in batch.failed and not item.shadow
+        )
+        metrics.MESSAGES.labels(self._model, "served").inc(answered)
 
-    def _reply(
-        self, batch: VersionBatch, span: range, topic: str, request: codec.PredictRequest, worker_ms: float
-    ) -> None:
+    def _reply(self, batch: VersionBatch, span: range, item: DecodedRequest, worker_ms: float) -> None:
+        request = item.request
         labels = cast(list[Label], batch.labels[span.start : span.stop])  # all filled by now
         probabilities = batch.probabilities[span.start : span.stop]
         from_cache = batch.from_cache[span.start : span.stop]
         reply = codec.encode_reply(
-            request, batch.runtime.version, labels, probabilities, from_cache, worker_ms
+            request, batch.runtime.version, labels, probabilities, from_cache, worker_ms, item.route
         )
-        self._answer(topic, reply)
+        self._answer(request.reply_to, reply)  # type: ignore[arg-type]  # checked by the caller
 
     def _answer(self, topic: str, reply: codec.Reply) -> None:
         replies = self._outgoing.get(topic)

@@ -89,10 +89,14 @@ class MLClient:
         *,
         request_id: str | None = None,
         timeout_ms: int | None = None,
+        routing_key: str | None = None,
     ) -> PredictionResult:
-        """One prediction. ``model_version`` defaults to the latest; ``timeout_ms`` is the
+        """One prediction. Without ``model_version`` the model's traffic policy picks the version
+        (``routing_key`` keeps a caller on one A/B arm); ``timeout_ms`` is the
         gateway's deadline for this request (its default: 5000)."""
-        call = protocol.predict_call(model_name, features, use_cache, model_version, request_id, timeout_ms)
+        call = protocol.predict_call(
+            model_name, features, use_cache, model_version, request_id, timeout_ms, routing_key
+        )
         return protocol.prediction(*self._timed(call))
 
     def batch_predict(

@@ -61,8 +61,11 @@ def predict_call(
     model_version: str | int | None = None,
     request_id: str | None = None,
     timeout_ms: int | None = None,
+    routing_key: str | None = None,
 ) -> Call:
     body: dict[str, Any] = {"model_name": model_name, "features": as_row(features), "use_cache": use_cache}
+    if routing_key is not None:
+        body["routing_key"] = routing_key
     return Call("POST", PREDICT, _optional(body, model_version, request_id, timeout_ms))
 
 

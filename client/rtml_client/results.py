@@ -66,6 +66,11 @@ class PredictionResult(Result):
         return self._as("model_version", str)
 
     @property
+    def route(self) -> str | None:
+        """Why this version answered: ``default``, ``split`` (an A/B arm) or ``pinned``."""
+        return cast(str | None, self.get("route"))
+
+    @property
     def request_id(self) -> str:
         return self._as("request_id", str)
 
@@ -172,6 +177,11 @@ class ModelInfo(Result):
     @property
     def latest_version(self) -> str:
         return self._as("latest_version", str)
+
+    @property
+    def default_version(self) -> str | None:
+        """The version that answers requests naming none (its traffic policy may split them)."""
+        return cast(str | None, self.get("default_version"))
 
     @property
     def versions(self) -> list[str]:

@@ -24,6 +24,10 @@ LOG_READER          drift/ingest.py              explicit commit after partials 
 ALERT_CONSUMER      drift/alerts/forward.py      explicit commit after delivery/dead letter
 ALERT_TAIL          drift/alerts/tail.py         private group; never commits
 ALERT_PRODUCER      drift/alerts/forward.py      acks=all, idempotent; alert dead letters
+CONTROL_READER      runtime/control.py           manual assignment from the start; never commits
+CONTROL_WRITER      runtime/control.py           acks=all, idempotent; policies and model events
+ARTIFACT_READER     runtime/artifacts.py         manual assignment from the start; never commits
+ARTIFACT_WRITER     runtime/artifacts.py         acks=all, idempotent; chunks before their manifest
 LAG_PROBE           :func:`committed_lag`        reads committed offsets; never commits
 ADMIN               :func:`ensure_topics`, ...   -
 ==================  ===========================  =============================================
@@ -70,6 +74,10 @@ from runtime.kafka.profiles import (
     ALERT_CONSUMER,
     ALERT_PRODUCER,
     ALERT_TAIL,
+    ARTIFACT_READER,
+    ARTIFACT_WRITER,
+    CONTROL_READER,
+    CONTROL_WRITER,
     DURABLE_PRODUCER,
     LAG_PROBE,
     LOG_READER,
@@ -84,6 +92,8 @@ from runtime.kafka.topics import (
     STATE_TABLE,
     STEPS_TABLE,
     TopicSpec,
+    artifact_topics,
+    control_topics,
     drift_topics,
     gateway_topics,
     reply_topic,
@@ -96,6 +106,10 @@ __all__ = [
     "ALERT_CONSUMER",
     "ALERT_PRODUCER",
     "ALERT_TAIL",
+    "ARTIFACT_READER",
+    "ARTIFACT_WRITER",
+    "CONTROL_READER",
+    "CONTROL_WRITER",
     "DELIVERY_REPORT_MARGIN_S",
     "DURABLE_PRODUCER",
     "LAG_PROBE",
@@ -114,8 +128,10 @@ __all__ = [
     "Profile",
     "QueueFull",
     "TopicSpec",
+    "artifact_topics",
     "client_config",
     "committed_lag",
+    "control_topics",
     "delete_topics",
     "drain_timeout_s",
     "drift_topics",

@@ -229,6 +229,65 @@ ALERT_PRODUCER = Profile(
     from_settings={"message.timeout.ms": "delivery_timeout_ms"},
 )
 
+# ---- control plane -------------------------------------------------------------------------
+
+CONTROL_READER = Profile(
+    "control-reader",
+    "consumer",
+    {
+        # Every process reads the whole compacted control topic by manual assignment from the
+        # beginning: no group, no rebalance, nothing committed (runtime/control.py).
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "enable.partition.eof": True,
+        # Changes are rare and a 5 s convergence is promised: a fetch held 500 ms costs an idle
+        # process two fetches a second and still delivers a change within one round trip.
+        "fetch.wait.max.ms": 500,
+        "queued.max.messages.kbytes": 1024,
+    },
+    # librdkafka requires a group.id even for manual assignment; it never joins.
+    required=frozenset({"group.id"}),
+)
+
+CONTROL_WRITER = Profile(
+    "control-writer",
+    "producer",
+    {
+        # A lifecycle change is acknowledged to the operator only once every replica has it.
+        "acks": "all",
+        "enable.idempotence": True,
+    },
+    from_settings={"message.timeout.ms": "delivery_timeout_ms"},
+)
+
+ARTIFACT_READER = Profile(
+    "artifact-reader",
+    "consumer",
+    {
+        # Read once from the start to the end (runtime/artifacts.py), by manual assignment.
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "enable.partition.eof": True,
+        # Artifacts are large: big fetches, and a bounded prefetch.
+        "fetch.max.bytes": 64 * 1024 * 1024,
+        "queued.max.messages.kbytes": 65536,
+    },
+    required=frozenset({"group.id"}),
+)
+
+ARTIFACT_WRITER = Profile(
+    "artifact-writer",
+    "producer",
+    {
+        # A chunk the manifest points to must be on every replica before the manifest is written.
+        "acks": "all",
+        "enable.idempotence": True,
+        "compression.type": "lz4",
+        "linger.ms": 5,
+    },
+    from_settings={"message.timeout.ms": "delivery_timeout_ms"},
+)
+
 # ---- tools ---------------------------------------------------------------------------------
 
 LAG_PROBE = Profile(
@@ -255,6 +314,10 @@ PROFILES: tuple[Profile, ...] = (
     ALERT_CONSUMER,
     ALERT_TAIL,
     ALERT_PRODUCER,
+    CONTROL_READER,
+    CONTROL_WRITER,
+    ARTIFACT_READER,
+    ARTIFACT_WRITER,
     LAG_PROBE,
     ADMIN,
 )

@@ -19,6 +19,8 @@ REPLY_RETENTION_MS = 60_000
 """Replies are worthless after their deadline (gateway.max_timeout_ms, 60 s); keep the topic small."""
 PARTIALS_RETENTION_MS = 24 * 3600 * 1000
 """Partial aggregates feed the drift tables; a day covers any window and a restart's replay."""
+MODEL_EVENTS_RETENTION_MS = 30 * 24 * 3600 * 1000
+"""Lifecycle events are an audit trail: a month covers any post-mortem."""
 STEPS_TABLE = "drift-steps"
 """Faust table of per-step sub-histograms (changelog ``<app_id>-drift-steps-changelog``)."""
 STATE_TABLE = "drift-state"
@@ -86,9 +88,40 @@ def changelog(drift: DriftSettings, table: str) -> TopicSpec:
     )
 
 
+def control(kafka: KafkaSettings) -> TopicSpec:
+    """The latest ModelPolicy of every model (runtime/control.py): compacted, so it holds one
+    record per model forever; one partition, so changes are totally ordered."""
+    return TopicSpec(kafka.control_topic, 1, "model name", None, "compact")
+
+
+def model_events(kafka: KafkaSettings) -> TopicSpec:
+    """One ModelEvent per lifecycle change, for subscribers; a month of history."""
+    return TopicSpec(kafka.model_events_topic, 1, "model name", MODEL_EVENTS_RETENTION_MS)
+
+
+def artifacts(kafka: KafkaSettings) -> TopicSpec:
+    """Model artifacts in checksummed chunks (runtime/artifacts.py): compacted, kept forever."""
+    return TopicSpec(kafka.artifacts_topic, 1, "model/version/sha256/chunk", None, "compact")
+
+
+def artifact_topics(kafka: KafkaSettings) -> list[TopicSpec]:
+    return [artifacts(kafka)]
+
+
+def control_topics(kafka: KafkaSettings) -> list[TopicSpec]:
+    return [control(kafka), model_events(kafka)]
+
+
 def serving_topics(kafka: KafkaSettings, models: Iterable[str]) -> list[TopicSpec]:
-    """What workers need: the request topic of each model, the prediction log, dead letters."""
-    return [*(request_topic(kafka, model) for model in models), prediction_log(kafka), dead_letters(kafka)]
+    """What workers need: the request topic of each model, the prediction log, dead letters and
+    the control plane."""
+    return [
+        *(request_topic(kafka, model) for model in models),
+        prediction_log(kafka),
+        dead_letters(kafka),
+        *control_topics(kafka),
+        artifacts(kafka),
+    ]
 
 
 def gateway_topics(kafka: KafkaSettings, instance_id: str, models: Iterable[str]) -> list[TopicSpec]:
@@ -97,6 +130,8 @@ def gateway_topics(kafka: KafkaSettings, instance_id: str, models: Iterable[str]
         reply_topic(kafka, instance_id),
         *(request_topic(kafka, m) for m in models),
         prediction_log(kafka),
+        *control_topics(kafka),
+        artifacts(kafka),
     ]
 
 

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from runtime import errors
+from schemas.control import ROUTES
 from schemas.export import EXPORT_DIR
 from schemas.messages import (
     ALL_MESSAGES,
@@ -104,6 +105,8 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
         "use_cache": draw(st.booleans()),
         "source": draw(sources),
         "sent_at_ms": draw(st.none() | millis),
+        "routing_key": draw(st.none() | st.text(min_size=1, max_size=256)),
+        "route": draw(st.none() | st.sampled_from(ROUTES)),
     }
 
 
@@ -164,6 +167,7 @@ def test_encode_prediction_record(
         sent_at_ms=sent_at_ms,
         served_by=served_by,
         top_probability=top_probability,
+        route=data.draw(st.sampled_from(ROUTES)),
     )
     record = check(raw, PredictionRecord)
     expected = max(probabilities) if probabilities and top_probability else None
@@ -198,8 +202,9 @@ def test_encode_reply(
     predictions = data.draw(st.lists(labels, min_size=rows, max_size=rows))
     from_cache = data.draw(st.lists(st.booleans(), min_size=rows, max_size=rows))
     worker_ms = data.draw(st.floats(min_value=0, max_value=1e6))
+    route = data.draw(st.sampled_from(ROUTES))
     raw = orjson.dumps(
-        encode_reply(_request(fields), version, predictions, probabilities, from_cache, worker_ms)
+        encode_reply(_request(fields), version, predictions, probabilities, from_cache, worker_ms, route)
     )
     reply = check(raw, PredictReply)
     assert reply.ok and reply.error is None and reply.request_id == fields["request_id"]

@@ -168,7 +168,12 @@ def test_each_process_ensures_a_slice_of_the_table() -> None:
         "rtml.requests.iris",
         "rtml.predictions",
         "rtml.dlq",
+        "rtml.control",
+        "rtml.model-events",
+        "rtml.artifacts",
     ]
+    control = next(t for t in table if t.name == "rtml.control")
+    assert (control.partitions, control.cleanup_policy) == (1, "compact")
     assert rk.gateway_topics(s.kafka, "gw1", [])[0] == rk.reply_topic(s.kafka, "gw1")
 
 

@@ -114,7 +114,7 @@ def test_every_message_ends_as_prediction_or_dead_letter(runtimes: RuntimeTable)
 
 def test_cache_hits_skip_the_model_and_are_marked(runtimes: RuntimeTable) -> None:
     row = [5.0, 3.0, 1.0, 0.5]
-    latest = runtimes.resolve(None).metadata
+    latest = runtimes.resolve(None)[0].metadata
     tag = version_tag(latest.version, latest.onnx_sha256)
     stored = {cache_key(PREFIX, "iris_classifier", tag, row): encode_value(2, [0.0, 0.0, 1.0])}
     pipeline, _cache, outbox, _ = make(runtimes, RecordingCache(stored))
@@ -126,7 +126,7 @@ def test_cache_hits_skip_the_model_and_are_marked(runtimes: RuntimeTable) -> Non
 def test_a_request_that_breaks_the_model_is_isolated(
     runtimes: RuntimeTable, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runtime = runtimes.resolve(None)
+    runtime, _route = runtimes.resolve(None)
     real_predict = runtime.predict
 
     def fragile(rows: np.ndarray) -> Predictions:

@@ -1,0 +1,147 @@
+"""``rtml models promote|rollback|retire|status|traffic``: the model lifecycle from a shell.
+
+Each change reads the current policies from the control topic, applies the same checks as the
+gateway's admin endpoints (:class:`runtime.model_admin.ModelAdmin`), publishes, and prints what
+changed; every gateway and worker follows within seconds. Errors print the reason (naming what
+exists) and exit 1 with nothing changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from runtime.settings import Settings
+
+if TYPE_CHECKING:
+    from runtime.model_admin import ModelAdmin
+    from schemas.control import ModelPolicy
+
+LIFECYCLE_ACTIONS = ("promote", "rollback", "retire", "status", "traffic", "publish")
+
+
+def add_lifecycle_arguments(models: argparse.ArgumentParser) -> None:
+    models.add_argument("version", nargs="?", help="promote, retire: the version; publish: one version only")
+    group = models.add_argument_group(
+        "traffic", "rtml models traffic NAME --split 1=90,2=10 | --shadow 3=100 | --clear"
+    )
+    group.add_argument("--split", metavar="V=P,...", help="weighted A/B split, percents summing to 100")
+    group.add_argument("--shadow", metavar="V=P,...", help="mirror P%% of the traffic to V (log only)")
+    group.add_argument("--clear", action="store_true", help="remove the split and the shadows")
+    models.add_argument("--promote", action="store_true", help="import: serve the new version at once")
+
+
+def run_lifecycle(settings: Settings, args: argparse.Namespace) -> int:
+    from runtime.errors import RtmlError
+
+    if not args.name:
+        print(f"usage: rtml models {args.action} NAME{_usage(args.action)}", file=sys.stderr)
+        return 2
+    try:
+        if args.action == "status":
+            return _status(settings, args.name, args.json)
+        admin = _admin(settings)
+        policy = _change(admin, args)
+    except RtmlError as exc:
+        print(f"error: {exc.message}; nothing changed", file=sys.stderr)
+        return 1
+    print(f"{policy.model}: {policy.change} (revision {policy.revision}); default is v{policy.default}")
+    return 0
+
+
+def publish_registration(settings: Settings, model: str, version: str, promote: bool) -> int:
+    """After ``rtml models import``: record the new version on the control topic."""
+    from runtime.errors import RtmlError
+
+    try:
+        policy = _admin(settings).registered(model, version, promote=promote)
+    except RtmlError as exc:
+        print(
+            f"error: {model} v{version} is in the registry but the control topic did not take it "
+            f"({exc.message}); run `rtml models promote {model} {version}` once Kafka is reachable",
+            file=sys.stderr,
+        )
+        return 1
+    if policy.default == version:
+        print(f"{model} v{version} is the default version: every gateway and worker serves it within seconds")
+    else:
+        print(
+            f"{model} v{version} serves nothing until `rtml models promote {model} {version}` "
+            f"(default: v{policy.default})"
+        )
+    return 0
+
+
+def _usage(action: str) -> str:
+    return {
+        "promote": " VERSION",
+        "retire": " VERSION",
+        "traffic": " --split 1=90,2=10 | --shadow 3=100 | --clear",
+    }.get(action, "")
+
+
+def _change(admin: ModelAdmin, args: argparse.Namespace) -> ModelPolicy:
+    from runtime.errors import InvalidInput
+    from runtime.model_policy import parse_weights
+
+    name, action = args.name, args.action
+    if action in ("promote", "retire"):
+        if not args.version:
+            raise InvalidInput(f"rtml models {action} {name} VERSION: which version?")
+        return admin.promote(name, args.version) if action == "promote" else admin.retire(name, args.version)
+    if action == "rollback":
+        return admin.rollback(name)
+    if action == "publish":
+        return admin.publish(name, [args.version] if args.version else None)
+    if args.clear:
+        return admin.clear_traffic(name)
+    if args.split is None and args.shadow is None:
+        raise InvalidInput("give --split V=P,..., --shadow V=P,... or --clear")
+    split = parse_weights(args.split) if args.split is not None else None
+    shadow = parse_weights(args.shadow) if args.shadow is not None else None
+    return admin.traffic(name, split=split, shadow=shadow)
+
+
+def _admin(settings: Settings) -> ModelAdmin:
+    import getpass
+    import socket
+
+    from runtime.artifacts import ArtifactStore
+    from runtime.control import ControlWriter, read_policies
+    from runtime.model_admin import ModelAdmin
+    from runtime.registry import ModelRegistry
+
+    policies = read_policies(settings.kafka)
+    writer = ControlWriter(settings.kafka, "rtml-cli")
+    by = f"{getpass.getuser()}@{socket.gethostname()} (cli)"
+    artifacts = ArtifactStore(settings.kafka, "rtml-cli-artifacts")
+    return ModelAdmin(ModelRegistry(settings.registry.root), writer, policies.get, by, artifacts)
+
+
+def _status(settings: Settings, name: str, as_json: bool) -> int:
+    import orjson
+    import redis
+
+    from runtime.control import read_policies
+    from runtime.fleet import parse_fleet
+    from runtime.model_status import build_status, render_status
+    from runtime.registry import ModelRegistry
+
+    registry = ModelRegistry(settings.registry.root)
+    versions = {version: registry.metadata(name, version) for version in registry.versions(name)}
+    policy = read_policies(settings.kafka).get(name)
+    members: list[dict[str, object]] = []
+    client = redis.Redis.from_url(settings.redis.url.get_secret_value(), socket_timeout=2)
+    try:
+        key = f"{settings.redis.fleet_prefix}{name}"
+        members, stale = parse_fleet(client.hgetall(key))  # type: ignore[arg-type]
+        if stale:
+            client.hdel(key, *stale)
+    except redis.RedisError as exc:
+        print(f"warning: Redis unreachable, no fleet information: {exc}", file=sys.stderr)
+    finally:
+        client.close()
+    status = build_status(name, versions, policy, members)
+    print(orjson.dumps(status, option=orjson.OPT_INDENT_2).decode() if as_json else render_status(status))
+    return 0
