@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from gateway.lifecycle import GatewayRuntime
@@ -29,7 +30,7 @@ from gateway.v1 import read_json
 from runtime.errors import InvalidInput, Unavailable
 from runtime.fleet import parse_fleet
 from runtime.model_status import build_status
-from schemas.control import ModelPolicy
+from schemas.control import CanaryLimits, ModelPolicy
 
 CONVERGE_S = 5.0
 
@@ -97,6 +98,24 @@ def add_admin_routes(app: FastAPI, runtime: GatewayRuntime, limit: int) -> None:
     @app.delete(f"{prefix}/traffic")
     async def clear_traffic(name: str) -> Response:
         return await change(name, lambda: runtime.admin.clear_traffic(name))
+
+    @app.post(f"{prefix}/canary")
+    async def canary(name: str, request: Request) -> Response:
+        body = await read_json(request, limit)
+        version = _version(body)
+        steps = body.get("steps", [5, 25, 50, 100])
+        step_s = body.get("step_s", 60)
+        if not isinstance(steps, list) or not all(
+            isinstance(s, int) and not isinstance(s, bool) for s in steps
+        ):
+            raise InvalidInput("field 'steps' must be a list of integer percents, e.g. [5, 25, 50, 100]")
+        if not isinstance(step_s, int | float) or isinstance(step_s, bool):
+            raise InvalidInput("field 'step_s' must be a number of seconds")
+        try:
+            limits = CanaryLimits.model_validate(body.get("limits") or {})
+        except ValidationError as exc:
+            raise InvalidInput(f"field 'limits': {exc.errors()[0]['msg']}") from None
+        return await change(name, lambda: runtime.admin.canary(name, version, steps, float(step_s), limits))
 
     @app.get(f"{prefix}/status")
     async def status(name: str) -> Response:

@@ -20,6 +20,7 @@ from gateway.model_table import ModelEntry, ModelTable
 from gateway.replies import ReplyRouter
 from gateway.service import PredictionService
 from runtime.artifacts import ArtifactStore, fetch_missing
+from runtime.canary import CanaryController
 from runtime.control import ControlView, ControlWriter
 from runtime.drift_state import aread_drift_state
 from runtime.errors import DriftStateMissing, RtmlError, Unavailable
@@ -66,6 +67,7 @@ class GatewayRuntime:
         )
         by = f"gateway {self.instance_id}"
         self.admin = ModelAdmin(self.registry, self.control_writer, self.control.policy, by, self.artifacts)
+        self.canary = CanaryController(settings.redis, self.instance_id, self.control, self.admin)
         self.replies = ReplyRouter(kafka, reply_topic(kafka, self.instance_id).name, self.instance_id)
         self.producer = PolledProducer(
             kafka,
@@ -94,6 +96,7 @@ class GatewayRuntime:
         await asyncio.to_thread(self._ensure_topics)  # models known only from the control plane
         await asyncio.to_thread(self.replies.start, loop)
         self.fleet.start()
+        self.canary.start()
         freeze_startup_objects()  # everything loaded so far lives as long as the process
         log.info("gateway ready", extra={"instance": self.instance_id, "models": self.models.names()})
 
@@ -116,6 +119,7 @@ class GatewayRuntime:
 
     async def stop(self) -> None:
         # uvicorn has already stopped accepting and let in-flight requests finish (or time out).
+        self.canary.stop()
         self.fleet.stop()
         self.control.stop()
         self.control_writer.close()
@@ -220,6 +224,7 @@ def policy_summary(entry: ModelEntry) -> dict[str, Any]:
         "retired": policy.retired if policy else [],
         "split": policy.split if policy else {},
         "shadow": policy.shadow if policy else {},
+        "canary": policy.canary.model_dump() if policy and policy.canary else None,
         "revision": policy.revision if policy else 0,
         "change": policy.change if policy else "no policy recorded: the highest version serves",
         "updated_at_ms": policy.updated_at_ms if policy else None,

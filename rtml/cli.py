@@ -10,6 +10,7 @@ rtml models promote NAME V | rollback NAME | retire NAME V   change the version 
 rtml models traffic NAME --split 1=90,2=10 | --shadow 3=100 | --clear   A/B split and shadow traffic
 rtml models status NAME [--json]   default version, policy, loaded versions, traffic share
 rtml models publish NAME [V]     ship versions registered here to the artifact topic (other machines)
+rtml models canary NAME V [--steps 5,25,50,100] [--step-s 60]   ramp V up; auto-promote or roll back
 rtml cache invalidate NAME [VERSION]   drop a model's (or one version's) cached predictions
 rtml topics ensure               create every topic (requests per model, log, dead letters, drift)
 rtml schemas export [--out DIR] [--check]   JSON Schema files for non-Python producers

@@ -16,9 +16,10 @@ from runtime.settings import Settings
 
 if TYPE_CHECKING:
     from runtime.model_admin import ModelAdmin
-    from schemas.control import ModelPolicy
+    from schemas.control import CanaryLimits, ModelPolicy
 
-LIFECYCLE_ACTIONS = ("promote", "rollback", "retire", "status", "traffic", "publish")
+LIFECYCLE_ACTIONS = ("promote", "rollback", "retire", "status", "traffic", "publish", "canary")
+TRAFFIC_USAGE = " --split 1=90,2=10 | --shadow 3=100 | --clear"
 
 
 def add_lifecycle_arguments(models: argparse.ArgumentParser) -> None:
@@ -30,6 +31,22 @@ def add_lifecycle_arguments(models: argparse.ArgumentParser) -> None:
     group.add_argument("--shadow", metavar="V=P,...", help="mirror P%% of the traffic to V (log only)")
     group.add_argument("--clear", action="store_true", help="remove the split and the shadows")
     models.add_argument("--promote", action="store_true", help="import: serve the new version at once")
+    canary = models.add_argument_group(
+        "canary", "rtml models canary NAME VERSION --steps 5,25,50,100 --step-s 60"
+    )
+    canary.add_argument(
+        "--steps", default="5,25,50,100", help="percent of the traffic per step (5,25,50,100)"
+    )
+    canary.add_argument("--step-s", type=float, default=60.0, help="seconds per step (60)")
+    canary.add_argument("--max-error-rate", type=float, help="roll back above this failed share (0.01)")
+    canary.add_argument("--max-p99-ms", type=float, help="roll back above this p99 latency (off)")
+    canary.add_argument(
+        "--max-p99-ratio", type=float, help="roll back above this multiple of the default's p99 (2)"
+    )
+    canary.add_argument(
+        "--max-shift", type=float, help="roll back above this prediction-distribution shift (0.25)"
+    )
+    canary.add_argument("--min-requests", type=int, help="requests judged before a step ends (50)")
 
 
 def run_lifecycle(settings: Settings, args: argparse.Namespace) -> int:
@@ -77,7 +94,9 @@ def _usage(action: str) -> str:
     return {
         "promote": " VERSION",
         "retire": " VERSION",
-        "traffic": " --split 1=90,2=10 | --shadow 3=100 | --clear",
+        "traffic": TRAFFIC_USAGE,
+        "canary": " VERSION [--steps 5,25,50,100] [--step-s 60]",
+        "publish": " [VERSION]",
     }.get(action, "")
 
 
@@ -86,6 +105,8 @@ def _change(admin: ModelAdmin, args: argparse.Namespace) -> ModelPolicy:
     from runtime.model_policy import parse_weights
 
     name, action = args.name, args.action
+    if action == "canary":
+        return admin.canary(name, _need_version(args), _steps(args.steps), args.step_s, _limits(args))
     if action in ("promote", "retire"):
         if not args.version:
             raise InvalidInput(f"rtml models {action} {name} VERSION: which version?")
@@ -101,6 +122,36 @@ def _change(admin: ModelAdmin, args: argparse.Namespace) -> ModelPolicy:
     split = parse_weights(args.split) if args.split is not None else None
     shadow = parse_weights(args.shadow) if args.shadow is not None else None
     return admin.traffic(name, split=split, shadow=shadow)
+
+
+def _need_version(args: argparse.Namespace) -> str:
+    from runtime.errors import InvalidInput
+
+    if not args.version:
+        raise InvalidInput(f"rtml models {args.action} {args.name} VERSION: which version?")
+    return str(args.version)
+
+
+def _steps(text: str) -> list[int]:
+    from runtime.errors import InvalidInput
+
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InvalidInput(f"--steps '{text}' must be comma-separated percents, e.g. 5,25,50,100") from None
+
+
+def _limits(args: argparse.Namespace) -> CanaryLimits:
+    from schemas.control import CanaryLimits
+
+    given = {
+        "max_error_rate": args.max_error_rate,
+        "max_p99_ms": args.max_p99_ms,
+        "max_p99_ratio": args.max_p99_ratio,
+        "max_shift": args.max_shift,
+        "min_requests": args.min_requests,
+    }
+    return CanaryLimits(**{key: value for key, value in given.items() if value is not None})
 
 
 def _admin(settings: Settings) -> ModelAdmin:

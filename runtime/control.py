@@ -179,8 +179,18 @@ class ControlWriter:
 
     def __init__(self, kafka: KafkaSettings, client_id: str) -> None:
         self._kafka = kafka
-        self._producer = KafkaProducer(kafka, CONTROL_WRITER, {"client.id": client_id})
+        self._client_id = client_id
+        self._client: KafkaProducer | None = None
+        self._lock = threading.Lock()
         self._timeout_s = CONTROL_WRITER.message_timeout_ms(kafka) / 1000
+
+    @property
+    def _producer(self) -> KafkaProducer:
+        """Created on the first change: most processes that can write never do (idle cost)."""
+        with self._lock:
+            if self._client is None:
+                self._client = KafkaProducer(self._kafka, CONTROL_WRITER, {"client.id": self._client_id})
+            return self._client
 
     def publish(self, policy: ModelPolicy, action: EventAction, version: str | None = None) -> ModelEvent:
         event = ModelEvent(
@@ -216,7 +226,8 @@ class ControlWriter:
         return event
 
     def close(self) -> None:
-        self._producer.flush(1.0)
+        if self._client is not None:
+            self._client.flush(1.0)
 
 
 def publish_change(

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -31,22 +31,55 @@ HEARTBEAT_S = 2.0
 STALE_MS = 15_000
 WINDOW_S = 60.0
 
-RouteKey = tuple[str, str, str]
-"""(model, version, route)."""
+StatKey = tuple[str, str, str, str]
+"""(kind, model, version, detail): kind "rows" (detail: route), "errors", "latency" (detail: the
+bucket's upper bound in ms), "labels" (detail: the predicted label)."""
+
+LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 60000)
+MAX_LABELS = 64
+"""Distinct labels counted per model version (a regressor's values are not labels)."""
 
 
 class ServedRows:
-    """Rows answered per (model, version, route), counted by the serving threads."""
+    """What this process answered per model and version: rows by route, failed requests, request
+    latency (bucketed) and predicted labels; counted by the serving threads, read by the heartbeat
+    (and the canary judge, through it)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: Counter[RouteKey] = Counter()
+        self._counts: Counter[StatKey] = Counter()
 
     def add(self, model: str, version: str, route: str, rows: int) -> None:
         with self._lock:
-            self._counts[model, version, route] += rows
+            self._counts["rows", model, version, route] += rows
 
-    def snapshot(self) -> Counter[RouteKey]:
+    def add_batch(
+        self,
+        model: str,
+        version: str,
+        latencies_ms: list[float],
+        labels: Sequence[object] | None,
+    ) -> None:
+        """Per request answered: its latency (from being sent to being predicted); per row: its label."""
+        with self._lock:
+            counts = self._counts
+            for latency in latencies_ms:
+                bucket = next((b for b in LATENCY_BUCKETS_MS if latency <= b), LATENCY_BUCKETS_MS[-1])
+                counts["latency", model, version, str(bucket)] += 1
+            if labels:
+                for label in labels:
+                    key = ("labels", model, version, str(label))
+                    if key in counts or self._distinct_labels(model, version) < MAX_LABELS:
+                        counts[key] += 1
+
+    def error(self, model: str, version: str, requests: int = 1) -> None:
+        with self._lock:
+            self._counts["errors", model, version, ""] += requests
+
+    def _distinct_labels(self, model: str, version: str) -> int:
+        return sum(1 for k in self._counts if k[0] == "labels" and k[1] == model and k[2] == version)
+
+    def snapshot(self) -> Counter[StatKey]:
         with self._lock:
             return Counter(self._counts)
 
@@ -68,7 +101,7 @@ class FleetReporter:
         self._models = models
         """model -> versions loaded (a gateway loads none: it routes)."""
         self._served = served
-        self._history: deque[tuple[float, Counter[RouteKey]]] = deque()
+        self._history: deque[tuple[float, Counter[StatKey]]] = deque()
         self._stop = threading.Event()
         self._enabled = settings.enabled
         timeout = max(settings.socket_timeout_ms / 1000, 0.5)
@@ -105,15 +138,20 @@ class FleetReporter:
         recent = totals - earliest
         pipe = self._client.pipeline(transaction=False)
         for model, loaded in self._models().items():
-            rows: dict[str, dict[str, int]] = {}
-            for (counted, version, route), count in recent.items():
+            stats: dict[str, dict[str, dict[str, int]]] = {
+                "rows": {},
+                "errors": {},
+                "latency": {},
+                "labels": {},
+            }
+            for (kind, counted, version, detail), count in recent.items():
                 if counted == model and count:
-                    rows.setdefault(version, {})[route] = count
+                    stats[kind].setdefault(version, {})[detail] = count
             value = {
                 "kind": self._kind,
                 "member": self._member,
                 "loaded": loaded,
-                "rows": rows,
+                **stats,
                 "window_s": round(max(now - since, HEARTBEAT_S), 1),
                 "at_ms": now_ms(),
             }

@@ -4,14 +4,14 @@ and the gateway's ``/api/v1/admin/models/...`` endpoints, so both refuse and acc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from runtime import model_policy
 from runtime.artifacts import ArtifactStore
 from runtime.control import ControlWriter
 from runtime.errors import ChecksumMismatch, InvalidModel, ModelNotFound
 from runtime.registry import ModelRegistry
-from schemas.control import EventAction, ModelPolicy
+from schemas.control import CanaryLimits, EventAction, ModelPolicy
 
 CurrentPolicy = Callable[[str], ModelPolicy | None]
 
@@ -82,6 +82,35 @@ class ModelAdmin:
     def clear_traffic(self, model: str) -> ModelPolicy:
         policy = model_policy.clear_traffic(self._current(model), model, self._versions(model), self._by)
         return self._publish(policy, "traffic")
+
+    def canary(
+        self,
+        model: str,
+        version: str,
+        steps: Sequence[int],
+        step_s: float,
+        limits: CanaryLimits | None = None,
+    ) -> ModelPolicy:
+        versions = self._versions(model)
+        current = self._current(model)
+        policy = model_policy.start_canary(current, model, versions, version, steps, step_s, limits, self._by)
+        self._verify(model, version)
+        return self._publish(policy, "canary", version)
+
+    def advance_canary(self, model: str, reason: str) -> ModelPolicy:
+        policy = model_policy.advance_canary(self._require(model), reason, self._by)
+        action: EventAction = "promoted" if policy.canary and policy.canary.status == "promoted" else "canary"
+        return self._publish(policy, action, policy.canary.version if policy.canary else None)
+
+    def end_canary(self, model: str, reason: str) -> ModelPolicy:
+        policy = model_policy.end_canary(self._require(model), "rolled_back", reason, self._by)
+        return self._publish(policy, "canary", policy.canary.version if policy.canary else None)
+
+    def _require(self, model: str) -> ModelPolicy:
+        policy = self._current(model)
+        if policy is None:
+            raise ModelNotFound(f"model '{model}' has no policy")
+        return policy
 
     def _versions(self, model: str) -> list[str]:
         """Registered here or recorded by the control plane (fetchable from the artifact topic)."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from runtime.clock import now_ms
 from runtime.errors import InvalidInput, ModelNotFound, PolicyConflict, VersionNotFound
-from schemas.control import ModelPolicy, Route
+from schemas.control import CanaryLimits, CanaryState, ModelPolicy, Route
 
 MAX_PREVIOUS = 20
 """Rollback history kept per model: deep enough for any real incident, bounded for the record."""
@@ -115,6 +115,8 @@ def promote(
 
 def rollback(policy: ModelPolicy | None, model: str, versions: Sequence[str], by: str = "") -> ModelPolicy:
     current = policy or _initial(model, default_version(None, versions))
+    if current.running_canary is not None:  # the candidate never became default: stop it
+        return end_canary(current, "rolled_back", "rolled back by an operator", by)
     candidates = [v for v in current.previous if v in versions and v not in current.retired]
     if not candidates:
         raise PolicyConflict(
@@ -143,7 +145,8 @@ def retire(
             f"model '{model}' v{version} is the default: promote another version first "
             f"(serving versions: {_serving(current, versions)})"
         )
-    if version in current.split or version in current.shadow:
+    canary = current.running_canary
+    if version in current.split or version in current.shadow or (canary and canary.version == version):
         raise PolicyConflict(
             f"model '{model}' v{version} receives split or shadow traffic: change the traffic first"
         )
@@ -173,6 +176,11 @@ def set_traffic(
         raise PolicyConflict(f"model '{model}' has no default version; promote one first")
     updates: dict[str, object] = {}
     words: list[str] = []
+    if split and current.running_canary is not None:
+        raise PolicyConflict(
+            f"model '{model}' has a canary of v{current.running_canary.version} running: "
+            "roll it back or let it finish before splitting traffic"
+        )
     if split is not None:
         updates["split"] = _checked_weights(current, versions, "split", split)
         if split and sum(split.values()) != 100:
@@ -192,6 +200,75 @@ def clear_traffic(
     policy: ModelPolicy | None, model: str, versions: Sequence[str], by: str = ""
 ) -> ModelPolicy:
     return set_traffic(policy, model, versions, split={}, shadow={}, by=by)
+
+
+def start_canary(
+    policy: ModelPolicy | None,
+    model: str,
+    versions: Sequence[str],
+    version: str,
+    steps: Sequence[int],
+    step_s: float,
+    limits: CanaryLimits | None = None,
+    by: str = "",
+) -> ModelPolicy:
+    """Ramp ``version`` through ``steps`` percent of the traffic, ``step_s`` seconds a step; it is
+    promoted after the last step unless a limit is crossed (judged by :mod:`runtime.canary`)."""
+    current = policy or _initial(model, default_version(None, versions))
+    if current.default is None:
+        raise PolicyConflict(f"model '{model}' has no default version to compare a canary with; promote one")
+    _require_registered(model, versions, version)
+    if version == current.default:
+        raise PolicyConflict(f"model '{model}' v{version} is already the default")
+    if version in current.retired:
+        raise PolicyConflict(f"model '{model}' v{version} is retired")
+    if (running := current.running_canary) is not None:
+        raise PolicyConflict(f"model '{model}' already has a canary of v{running.version} running")
+    if current.split:
+        raise PolicyConflict(f"model '{model}' has a split ({_render(current.split)}): clear it first")
+    if not steps or any(not 1 <= s <= 100 for s in steps) or list(steps) != sorted(set(steps)):
+        raise InvalidInput(
+            f"canary steps must be increasing percents in 1..100, e.g. 5,25,50,100; got {list(steps)}"
+        )
+    if step_s <= 0:
+        raise InvalidInput(f"--step-s must be positive, got {step_s}")
+    canary = CanaryState(
+        version=version,
+        baseline=current.default,
+        steps=list(steps),
+        step_s=step_s,
+        step_started_at_ms=now_ms(),
+        limits=limits or CanaryLimits(),
+        reason="starting",
+    )
+    change = f"canary of v{version} started: {','.join(map(str, steps))}% for {step_s:g} s each"
+    return _next(current, by, change, canary=canary.model_dump())
+
+
+def advance_canary(policy: ModelPolicy, reason: str, by: str = "") -> ModelPolicy:
+    """The next step of the running canary, or its promotion after the last one."""
+    canary = policy.running_canary
+    if canary is None:
+        raise PolicyConflict(f"model '{policy.model}' has no running canary")
+    if canary.step + 1 >= len(canary.steps):
+        ended = canary.model_copy(update={"status": "promoted", "reason": reason})
+        change = f"canary of v{canary.version} promoted: {reason}"
+        promoted = _promoted(policy.model_copy(update={"canary": None}), canary.version, change, by)
+        return promoted.model_copy(update={"canary": ended})
+    stepped = canary.model_copy(
+        update={"step": canary.step + 1, "step_started_at_ms": now_ms(), "reason": reason}
+    )
+    change = f"canary of v{canary.version} at {stepped.share}%: {reason}"
+    return _next(policy, by, change, canary=stepped.model_dump())
+
+
+def end_canary(policy: ModelPolicy, status: str, reason: str, by: str = "") -> ModelPolicy:
+    """Stop the running canary without promoting it (the default never changed)."""
+    canary = policy.running_canary
+    if canary is None:
+        raise PolicyConflict(f"model '{policy.model}' has no running canary")
+    ended = canary.model_copy(update={"status": status, "reason": reason})
+    return _next(policy, by, f"canary of v{canary.version} rolled back: {reason}", canary=ended.model_dump())
 
 
 # -- routing ------------------------------------------------------------------------------
@@ -215,6 +292,9 @@ def route(
         return Routed(version, "pinned")
     if policy is not None and policy.split:
         return Routed(_pick(policy.split, _bucket(routing_key)), "split")
+    canary = policy.running_canary if policy is not None else None
+    if canary is not None and _bucket(routing_key) < canary.share:
+        return Routed(canary.version, "canary")
     default = default_version(policy, registered_versions)
     if default is None:
         raise ModelNotFound(f"model '{model}' has no default version: promote one")
@@ -280,8 +360,19 @@ def _promoted(current: ModelPolicy, version: str, change: str, by: str) -> Model
     # A split whose arms no longer include the new default would silently keep the old one serving.
     split = dict(current.split) if version in current.split else {}
     shadow = {v: s for v, s in current.shadow.items() if v != version}
+    canary = current.canary
+    if canary is not None and canary.status == "running":
+        ended = "promoted" if canary.version == version else "rolled_back"
+        canary = canary.model_copy(update={"status": ended, "reason": f"ended by: {change}"})
     return _next(
-        current, by, change, default=version, previous=previous[-MAX_PREVIOUS:], split=split, shadow=shadow
+        current,
+        by,
+        change,
+        default=version,
+        previous=previous[-MAX_PREVIOUS:],
+        split=split,
+        shadow=shadow,
+        canary=canary.model_dump() if canary is not None else None,
     )
 
 

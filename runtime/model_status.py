@@ -16,6 +16,8 @@ def version_state(version: str, policy: ModelPolicy | None, default: str | None)
         return "default"
     if policy is not None and version in policy.retired:
         return "retired"
+    if policy is not None and policy.running_canary is not None and policy.running_canary.version == version:
+        return "canary"
     if policy is not None and (version in policy.split or version in policy.shadow):
         return "receiving traffic"
     return "registered"
@@ -40,6 +42,7 @@ def build_status(
             "shadow": policy.shadow if policy else {},
             "previous": policy.previous if policy else [],
             "retired": policy.retired if policy else [],
+            "canary": policy.canary.model_dump() if policy and policy.canary else None,
         },
         "versions": {
             version: {
@@ -65,6 +68,7 @@ def render_status(status: Mapping[str, Any]) -> str:
         + (f" by {status['updated_by']}" if status["updated_by"] else ""),
         f"  split: {_weights(policy['split']) or 'none'}   shadow: {_weights(policy['shadow']) or 'none'}",
         f"  rollback to: {('v' + policy['previous'][-1]) if policy['previous'] else 'nothing'}",
+        *_canary_lines(policy["canary"]),
         "  versions:",
     ]
     share = status["traffic"]["share_percent"]
@@ -76,6 +80,17 @@ def render_status(status: Mapping[str, Any]) -> str:
         )
     lines.append(f"  workers: {len(status['workers'])}   gateways: {len(status['gateways'])}")
     return "\n".join(lines)
+
+
+def _canary_lines(canary: Mapping[str, Any] | None) -> list[str]:
+    if not canary:
+        return []
+    steps = canary["steps"]
+    share = steps[min(canary["step"], len(steps) - 1)]
+    where = (
+        f"at {share}% (step {canary['step'] + 1} of {len(steps)})" if canary["status"] == "running" else ""
+    )
+    return [f"  canary: v{canary['version']} {canary['status']} {where}".rstrip() + f": {canary['reason']}"]
 
 
 def _weights(weights: Mapping[str, int]) -> str:

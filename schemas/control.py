@@ -36,6 +36,43 @@ class _Message(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class CanaryLimits(_Message):
+    """When a canary is rolled back on its own (judged over the fleet's last minute of traffic)."""
+
+    max_error_rate: float = Field(default=0.01, ge=0, le=1)
+    """Fraction of the candidate's requests that failed in the model."""
+    max_p99_ratio: float = Field(default=2.0, gt=0)
+    """The candidate's p99 latency may be at most this multiple of the default version's (+5 ms)."""
+    max_p99_ms: float | None = Field(default=None, gt=0)
+    """An absolute bound on the candidate's p99 latency, if set."""
+    max_shift: float = Field(default=0.25, ge=0, le=1)
+    """Largest total variation distance between the candidate's and the default's prediction
+    distributions (classifiers and clustering: share of each label)."""
+    min_requests: int = Field(default=50, ge=1)
+    """Requests the candidate must have answered before a step is judged (and before it ends)."""
+
+
+class CanaryState(_Message):
+    """A canary ramp: the candidate takes ``steps[step]`` percent of the traffic, step after step,
+    and becomes the default after the last one, unless it crosses a limit first."""
+
+    version: Version
+    baseline: Version
+    """The default version when the canary started: what the candidate is compared with."""
+    steps: list[Percent] = Field(min_length=1)
+    step_s: float = Field(gt=0)
+    step: int = Field(default=0, ge=0)
+    step_started_at_ms: int
+    limits: CanaryLimits = Field(default_factory=CanaryLimits)
+    status: Literal["running", "promoted", "rolled_back"] = "running"
+    reason: str = ""
+    """Why it ended (the limit crossed, with the figures), or what it is waiting for."""
+
+    @property
+    def share(self) -> int:
+        return self.steps[min(self.step, len(self.steps) - 1)]
+
+
 class ModelPolicy(_Message):
     """The whole serving state of one model (the value of its ``rtml.control`` record)."""
 
@@ -58,10 +95,16 @@ class ModelPolicy(_Message):
     """Weighted A/B split, version -> percent of the traffic, summing to 100; empty: all to default."""
     shadow: dict[Version, Percent] = Field(default_factory=dict)
     """Version -> percent of the traffic mirrored to it; shadow answers go to the log only."""
+    canary: CanaryState | None = None
+    """The running canary, or the last one (with how it ended)."""
     updated_at_ms: int
     updated_by: str = ""
     change: str = ""
     """What the last change did, in words (shown by ``rtml models status``)."""
+
+    @property
+    def running_canary(self) -> CanaryState | None:
+        return self.canary if self.canary is not None and self.canary.status == "running" else None
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelPolicy:
@@ -70,6 +113,10 @@ class ModelPolicy(_Message):
         if self.default is not None and self.default in self.retired:
             raise ValueError(f"the default version {self.default} is retired")
         routed = set(self.split) | set(self.shadow)
+        if self.running_canary is not None:
+            routed.add(self.running_canary.version)
+            if self.split:
+                raise ValueError("a canary and a split cannot run at once")
         if clash := sorted(routed & set(self.retired), key=int):
             raise ValueError(f"retired version(s) {', '.join(clash)} still receive traffic")
         return self

@@ -31,10 +31,12 @@ def run_worker_process(settings: Settings, models: list[str], limits: RunLimits 
     """Serve ``models`` (names, or ["all"]) until SIGTERM/SIGINT or the limits; one thread per model."""
     # Imported here, not at the top: `rtml`'s argument parser imports this module, and every other
     # command would pay for loading onnxruntime and librdkafka.
-    from runtime.control import ControlView
+    from runtime.canary import CanaryController
+    from runtime.control import ControlView, ControlWriter
     from runtime.fleet import FleetReporter
     from runtime.kafka import control_topics, ensure_topics, serving_topics
     from runtime.memory import freeze_startup_objects, limit_malloc_arenas
+    from runtime.model_admin import ModelAdmin
     from runtime.registry import ModelRegistry
     from workers.cache import WorkerCache
     from workers.loop import ModelWorker, RunLimits
@@ -78,6 +80,10 @@ def run_worker_process(settings: Settings, models: list[str], limits: RunLimits 
         SERVED,
     )
     fleet.start()
+    writer = ControlWriter(settings.kafka, f"{worker_id}-control-writer")
+    admin = ModelAdmin(ModelRegistry(settings.registry.root), writer, control.policy, f"worker {worker_id}")
+    canary = CanaryController(settings.redis, worker_id, control, admin)
+    canary.start()  # any live process drives a running canary (one at a time: a Redis lease)
     freeze_startup_objects()  # models, sessions and clients live as long as the process
     failed: list[str] = []
 
@@ -100,6 +106,8 @@ def run_worker_process(settings: Settings, models: list[str], limits: RunLimits 
     for thread in threads:
         while thread.is_alive():
             thread.join(timeout=0.5)
+    canary.stop()
+    writer.close()
     fleet.stop()
     control.stop()
     cache.close()

@@ -223,6 +223,7 @@ class Pipeline:
                 batch.failed.add(index)
                 error = ModelError(f"model '{self._model}' v{batch.runtime.version} failed: {exc}")
                 shadow = batch.runtime.version if item.shadow else None
+                metrics.SERVED.error(self._model, batch.runtime.version)
                 self._reject(Rejected(item.message, error, item.request, shadow=shadow), now_ms())
 
     def _answer_all(self, batch: VersionBatch, worker_ms: float) -> None:
@@ -234,11 +235,14 @@ class Pipeline:
         version = batch.runtime.version
         classifier = batch.runtime.metadata.task == "classification"
         rows: Counter[tuple[str, str]] = Counter()
+        latencies: list[float] = []
         for index, item in enumerate(batch.items):
             if index in batch.failed:
                 continue
             request = item.request
             span = batch.span(index)
+            if request.sent_at_ms is not None:
+                latencies.append(done_ms - request.sent_at_ms)
             for offset, row in enumerate(span):
                 record = encode_prediction_record(
                     request_id=request.request_id,
@@ -261,10 +265,20 @@ class Pipeline:
         for (source, route), count in rows.items():
             metrics.ROWS.labels(self._model, version, source, route).inc(count)
             metrics.SERVED.add(self._model, version, route, count)
+        # For the canary judge: latency per request, and the label distribution (not a regressor's).
+        labelled = batch.runtime.metadata.task != "regression"
+        done = [
+            label for row, label in enumerate(batch.labels) if labelled and not self._failed_row(batch, row)
+        ]
+        metrics.SERVED.add_batch(self._model, version, latencies, done)
         answered = sum(
             1 for index, item in enumerate(batch.items) if index not in batch.failed and not item.shadow
         )
         metrics.MESSAGES.labels(self._model, "served").inc(answered)
+
+    @staticmethod
+    def _failed_row(batch: VersionBatch, row: int) -> bool:
+        return bool(batch.failed) and any(row in batch.span(index) for index in batch.failed)
 
     def _reply(self, batch: VersionBatch, span: range, item: DecodedRequest, worker_ms: float) -> None:
         request = item.request
