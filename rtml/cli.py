@@ -11,6 +11,7 @@ rtml models traffic NAME --split 1=90,2=10 | --shadow 3=100 | --clear   A/B spli
 rtml models status NAME [--json]   default version, policy, loaded versions, traffic share
 rtml models publish NAME [V]     ship versions registered here to the artifact topic (other machines)
 rtml models canary NAME V [--steps 5,25,50,100] [--step-s 60]   ramp V up; auto-promote or roll back
+rtml models follow models:/NAME@ALIAS [--name N] [--once]   import and promote as an MLflow alias moves
 rtml cache invalidate NAME [VERSION]   drop a model's (or one version's) cached predictions
 rtml topics ensure               create every topic (requests per model, log, dead letters, drift)
 rtml schemas export [--out DIR] [--check]   JSON Schema files for non-Python producers

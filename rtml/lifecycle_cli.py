@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING
 from runtime.settings import Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from runtime.model_admin import ModelAdmin
     from schemas.control import CanaryLimits, ModelPolicy
 
-LIFECYCLE_ACTIONS = ("promote", "rollback", "retire", "status", "traffic", "publish", "canary")
+LIFECYCLE_ACTIONS = ("promote", "rollback", "retire", "status", "traffic", "publish", "canary", "follow")
 TRAFFIC_USAGE = " --split 1=90,2=10 | --shadow 3=100 | --clear"
 
 
@@ -31,6 +33,9 @@ def add_lifecycle_arguments(models: argparse.ArgumentParser) -> None:
     group.add_argument("--shadow", metavar="V=P,...", help="mirror P%% of the traffic to V (log only)")
     group.add_argument("--clear", action="store_true", help="remove the split and the shadows")
     models.add_argument("--promote", action="store_true", help="import: serve the new version at once")
+    follow = models.add_argument_group("follow", "rtml models follow models:/NAME@ALIAS [--name N]")
+    follow.add_argument("--interval", type=float, default=30.0, help="seconds between polls of MLflow (30)")
+    follow.add_argument("--once", action="store_true", help="poll once and exit (cron, CI)")
     canary = models.add_argument_group(
         "canary", "rtml models canary NAME VERSION --steps 5,25,50,100 --step-s 60"
     )
@@ -58,6 +63,8 @@ def run_lifecycle(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if args.action == "status":
             return _status(settings, args.name, args.json)
+        if args.action == "follow":
+            return _follow(settings, args)
         admin = _admin(settings)
         policy = _change(admin, args)
     except RtmlError as exc:
@@ -124,6 +131,36 @@ def _change(admin: ModelAdmin, args: argparse.Namespace) -> ModelPolicy:
     return admin.traffic(name, split=split, shadow=shadow)
 
 
+def _follow(settings: Settings, args: argparse.Namespace) -> int:
+    """Poll an MLflow alias (``--once``: one poll); each import or promotion is a normal change."""
+    import signal
+    import threading
+
+    from importers.follow import follow, follow_once, parse_alias_uri
+    from runtime.control import ControlView
+    from runtime.registry import ModelRegistry
+
+    mlflow_name, _alias = parse_alias_uri(args.name)
+    name = getattr(args, "import_name", None) or mlflow_name.lower()
+    registry = ModelRegistry(settings.registry.root)
+    if args.once:
+        admin = _admin(settings)
+        result = follow_once(args.name, name, registry, admin, admin.current(name))
+        print(result.describe(name, args.name))
+        return 0
+    view = ControlView(settings.kafka, "rtml-follow-control")
+    view.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print(f"following {args.name} as {name} every {args.interval:g} s (Ctrl-C stops)", flush=True)
+    try:
+        follow(args.name, name, registry, _admin(settings, view.policy), view.policy, args.interval, stop)
+    finally:
+        view.stop()
+    return 0
+
+
 def _need_version(args: argparse.Namespace) -> str:
     from runtime.errors import InvalidInput
 
@@ -154,7 +191,7 @@ def _limits(args: argparse.Namespace) -> CanaryLimits:
     return CanaryLimits(**{key: value for key, value in given.items() if value is not None})
 
 
-def _admin(settings: Settings) -> ModelAdmin:
+def _admin(settings: Settings, current: Callable[[str], ModelPolicy | None] | None = None) -> ModelAdmin:
     import getpass
     import socket
 
@@ -163,11 +200,12 @@ def _admin(settings: Settings) -> ModelAdmin:
     from runtime.model_admin import ModelAdmin
     from runtime.registry import ModelRegistry
 
-    policies = read_policies(settings.kafka)
+    if current is None:
+        current = read_policies(settings.kafka).get
     writer = ControlWriter(settings.kafka, "rtml-cli")
     by = f"{getpass.getuser()}@{socket.gethostname()} (cli)"
     artifacts = ArtifactStore(settings.kafka, "rtml-cli-artifacts")
-    return ModelAdmin(ModelRegistry(settings.registry.root), writer, policies.get, by, artifacts)
+    return ModelAdmin(ModelRegistry(settings.registry.root), writer, current, by, artifacts)
 
 
 def _status(settings: Settings, name: str, as_json: bool) -> int:

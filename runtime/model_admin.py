@@ -106,6 +106,9 @@ class ModelAdmin:
         policy = model_policy.end_canary(self._require(model), "rolled_back", reason, self._by)
         return self._publish(policy, "canary", policy.canary.version if policy.canary else None)
 
+    def current(self, model: str) -> ModelPolicy | None:
+        return self._current(model)
+
     def _require(self, model: str) -> ModelPolicy:
         policy = self._current(model)
         if policy is None:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,3 +149,61 @@ def test_unknown_mlflow_version_is_refused(tracking: str, logged: object, tmp_pa
     with pytest.raises(SourceNotFound, match="'churn-model' @nobody not found"):
         import_model("models:/churn-model@nobody", "churn", registry)
     assert not registry.root.exists() or registry.list_models() == []
+
+
+def test_follow_imports_and_promotes_as_the_alias_moves(
+    tracking: str,
+    logged: tuple[str, RandomForestClassifier, np.ndarray],
+    kafka_bootstrap: str,
+    tmp_path: Path,
+) -> None:
+    """`rtml models follow models:/churn-model@champion --once`, run as a cron job would, against
+    the real MLflow server and Kafka: import + promote, promote an earlier import when the alias
+    moves back, and nothing when it stays."""
+    import mlflow
+
+    from runtime.control import read_policies
+    from runtime.settings import KafkaSettings
+
+    tag = uuid.uuid4().hex[:8]
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking,
+        "RTML_REGISTRY__ROOT": str(tmp_path / "models"),
+        "RTML_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "RTML_KAFKA__CONTROL_TOPIC": f"t{tag}.control",
+        "RTML_KAFKA__MODEL_EVENTS_TOPIC": f"t{tag}.model-events",
+        "RTML_KAFKA__ARTIFACTS_TOPIC": f"t{tag}.artifacts",
+    }
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, control_topic=f"t{tag}.control")
+
+    def follow_once() -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "rtml.cli", "models", "follow", "models:/churn-model@champion",
+             "--name", "churn", "--once"],
+            env=env, capture_output=True, text=True, timeout=240, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    def default() -> str | None:
+        policy = read_policies(kafka).get("churn")
+        return policy.default if policy else None
+
+    assert "imported as churn v1, promoted" in follow_once() and default() == "1"
+    assert "already serves" in follow_once()
+
+    _run_id, model, X = logged
+    with mlflow.start_run():
+        mlflow.sklearn.log_model(
+            model, name="model", registered_model_name="churn-model", input_example=X[:5],
+            skops_trusted_types=["sklearn.tree._tree.Tree"],
+        )  # fmt: skip
+    client = mlflow.MlflowClient()
+    newest = max(int(v.version) for v in client.search_model_versions("name='churn-model'"))
+    client.set_registered_model_alias("churn-model", "champion", str(newest))
+    try:
+        assert "imported as churn v2, promoted" in follow_once() and default() == "2"
+    finally:
+        client.set_registered_model_alias("churn-model", "champion", "1")  # as the other tests expect
+    assert "promoted churn v1" in follow_once() and default() == "1"
