@@ -20,6 +20,9 @@ from schemas.model_metadata import ModelMetadata
 
 log = logging.getLogger(__name__)
 
+WARM_UP_ROWS = (1, 64)
+"""Rows of the warm-up calls a version answers before it can take traffic (zeros, as the
+registry's own trial run: warming is about allocations, not validation)."""
 RESCAN_S = 1.0
 """At most one registry rescan a second for requests naming a version this worker lacks."""
 
@@ -141,7 +144,8 @@ class RuntimeTable:
             metadata = self._registry.verify(self.model, version)
             session = _session(str(self._registry.model_path(self.model, version)), self._threads)
             runtime = ModelRuntime(metadata, session)
-            runtime.predict(np.zeros((1, metadata.n_features), dtype=np.float32))  # warm before traffic
+            for rows in WARM_UP_ROWS:  # allocate for a single row and a batch before any traffic
+                runtime.predict(np.zeros((rows, metadata.n_features), dtype=np.float32))
         except Exception as exc:  # corrupt, truncated or unloadable: keep serving what works
             log.error(
                 "cannot load model version; it will not serve",
