@@ -14,6 +14,7 @@ The answers are the same as FastAPI's handlers would give: the body limit (413) 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -22,7 +23,7 @@ import orjson
 
 from gateway import v1
 from gateway.lifecycle import GatewayRuntime
-from runtime.errors import PayloadTooLarge, RtmlError
+from runtime.errors import PayloadTooLarge, RtmlError, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,17 @@ class FastPath:
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            handler = self._routes.get(scope["path"])
-            if handler is not None:
-                await self._serve(handler, scope, receive, send)
+        if scope["type"] == "http":
+            try:  # every endpoint, FastAPI's included, passes the key check here
+                self.runtime.auth.check(scope["method"], scope["path"], scope["headers"])
+            except RtmlError as exc:
+                await _answer(send, exc.status, orjson.dumps(_error_body(exc, scope["path"])))
                 return
+            if scope["method"] == "POST":
+                handler = self._routes.get(scope["path"])
+                if handler is not None:
+                    await self._serve(handler, scope, receive, send)
+                    return
         await self.app(scope, receive, send)
 
     async def _serve(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
@@ -66,14 +73,28 @@ class FastPath:
                 orjson.dumps(await handler(self.runtime, v1.parse_json_object(body), started)),
             )
         except RtmlError as exc:
-            status, content = exc.status, orjson.dumps(exc.to_dict())
+            await _answer(send, exc.status, orjson.dumps(exc.to_dict()), exc.retry_after_s)
+            return
         except Exception:
             log.exception("unexpected error", extra={"path": scope["path"]})
             internal = RtmlError("internal error; see the gateway log")
             status, content = internal.status, orjson.dumps(internal.to_dict())
-        headers = [*JSON_HEADERS, (b"content-length", str(len(content)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": content})
+        await _answer(send, status, content)
+
+
+async def _answer(send: Send, status: int, content: bytes, retry_after_s: float | None = None) -> None:
+    headers = [*JSON_HEADERS, (b"content-length", str(len(content)).encode())]
+    if retry_after_s is not None:
+        headers.append((b"retry-after", str(max(1, math.ceil(retry_after_s))).encode()))
+    if status == Unauthorized.status:
+        headers.append((b"www-authenticate", b'Bearer realm="rtml"'))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": content})
+
+
+def _error_body(error: RtmlError, path: str) -> dict[str, Any]:
+    """rtml's error shape, or the Open Inference Protocol's under /v2."""
+    return {"error": error.message} if path.startswith("/v2") else error.to_dict()
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:

@@ -15,6 +15,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from gateway import metrics
+from gateway.auth import Authenticator
 from gateway.cache import GatewayCache
 from gateway.model_table import ModelEntry, ModelTable
 from gateway.replies import ReplyRouter
@@ -79,6 +80,9 @@ class GatewayRuntime:
             },
         )
         self.cache = GatewayCache(settings.redis)
+        self.auth = Authenticator(
+            settings.gateway.auth_required(settings.env), self.cache.client, settings.redis.keys_prefix
+        )
         self.service = PredictionService(settings, self.models, self.producer, self.replies, self.cache)
         self._started = time.monotonic()
 
@@ -95,6 +99,7 @@ class GatewayRuntime:
         await asyncio.to_thread(self.refresh_models)
         await asyncio.to_thread(self._ensure_topics)  # models known only from the control plane
         await asyncio.to_thread(self.replies.start, loop)
+        await self.auth.start()
         self.fleet.start()
         self.canary.start()
         freeze_startup_objects()  # everything loaded so far lives as long as the process
@@ -119,6 +124,7 @@ class GatewayRuntime:
 
     async def stop(self) -> None:
         # uvicorn has already stopped accepting and let in-flight requests finish (or time out).
+        await self.auth.stop()
         self.canary.stop()
         self.fleet.stop()
         self.control.stop()
@@ -155,6 +161,8 @@ class GatewayRuntime:
             reasons.append(f"kafka unreachable: {self.producer.health.last_error}")
         if not self.replies.ready:
             reasons.append(f"reply consumer not assigned: {self.replies.failure or 'starting'}")
+        if self.auth.enabled and not self.auth.loaded:
+            reasons.append(f"API keys not loaded: {self.auth.failure or 'starting'}")
         if not self.control.ready:
             reasons.append(f"control topic not followed: {self.control.failure or 'starting'}")
         if not len(self.models):

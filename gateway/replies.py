@@ -183,13 +183,19 @@ def _mark_retrieved(future: asyncio.Future[Reply]) -> None:
     future.exception()
 
 
+def _correlation(reply: Reply) -> bytes:
+    return str(reply.get("correlation_id") or reply["request_id"]).encode()
+
+
 def _replies_in(message: Message) -> list[tuple[bytes, Reply]]:
     """(correlation id, reply) for every reply a message carries; nothing for a malformed one."""
     value = message.value()
     try:
         parsed: Any = orjson.loads(value or b"null")
         replies: list[Reply] = parsed["replies"] if parsed.get("kind") == "reply_batch" else [parsed]
-        return [(str(reply["request_id"]).encode(), reply) for reply in replies]
+        # Matched by the gateway's own correlation id; a reply without one (a worker from before
+        # it) by request_id.
+        return [(_correlation(reply), reply) for reply in replies]
     except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
         metrics.LATE_REPLIES.inc()  # counted with the unanswerable ones
         log.warning("malformed reply message", extra={"offset": message.offset()})

@@ -22,14 +22,22 @@ from gateway.model_table import ModelTable
 from gateway.replies import Reply, ReplyRouter
 from runtime.cache_keys import cache_key, decode_value, version_tag
 from runtime.clock import now_ms
-from runtime.errors import DeadlineExceeded, InvalidInput, RequestIdInUse, RtmlError, Unavailable, from_code
+from runtime.errors import (
+    DeadlineExceeded,
+    InvalidInput,
+    PayloadTooLarge,
+    RequestIdInUse,
+    RtmlError,
+    Unavailable,
+    from_code,
+)
 from runtime.features import check_row, check_rows
 from runtime.kafka import PolledProducer
 from runtime.settings import Settings
 from schemas.control import Route
 from schemas.messages import Label
 from schemas.model_metadata import ModelMetadata
-from schemas.wire import encode_prediction_record, encode_request
+from schemas.wire import REQUEST_BATCH_OVERHEAD, encode_prediction_record, encode_request
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +80,8 @@ class PredictionService:
         self._cache = cache
         self._key_precision = settings.redis.key_precision
         self._undelivered: set[bytes] = set()
+        self._request_ids: set[str] = set()
+        """Callers' request ids in flight (409 for a second one at once)."""
         self._outgoing = RequestCoalescer(
             producer,
             self._kafka.request_topic,
@@ -138,12 +148,13 @@ class PredictionService:
         tag = version_tag(version, metadata.onnx_sha256)
         decimals = self._key_precision.get(model)
         raw = await self._cache.get(cache_key(self._cache.prefix, model, tag, row, decimals))
-        if raw is None:
-            metrics.CACHE.labels(model, version, "miss").inc()
+        cached = decode_value(raw) if raw is not None else None
+        if cached is None:
+            metrics.CACHE.labels(model, version, "miss" if raw is None else "corrupt").inc()
             return None
         metrics.CACHE.labels(model, version, "hit").inc()
         metrics.SERVED.add(model, version, route, 1)
-        label, probabilities = decode_value(raw)
+        label, probabilities = cached
         self._log_cache_hit(request_id, model, version, row, label, probabilities, task, route)
         scores = [probabilities] if probabilities else None
         return Prediction(request_id, model, version, [label], scores, True, task, route)
@@ -196,11 +207,20 @@ class PredictionService:
         if not self._producer.health.up:
             metrics.UNAVAILABLE.labels(model).inc()
             raise Unavailable(f"Kafka is unreachable ({self._producer.health.last_error}); try again later")
-        correlation = request_id.encode()
-        try:
-            future = self._replies.register(correlation)
-        except KeyError:
-            raise RequestIdInUse(f"request_id '{request_id}' is already in flight on this gateway") from None
+        if self._replies.in_flight >= self._gateway.max_in_flight:
+            metrics.UNAVAILABLE.labels(model).inc()
+            raise Unavailable(
+                f"the gateway is at its limit of {self._gateway.max_in_flight} requests in flight; "
+                "try again shortly",
+                retry_after_s=1,
+            )
+        if request_id in self._request_ids:
+            raise RequestIdInUse(f"request_id '{request_id}' is already in flight on this gateway")
+        # Replies are matched by an id this gateway makes, never by the caller's request_id: a late
+        # reply to an earlier request with the same id (after a 504) cannot answer a later one.
+        correlation = uuid.uuid4().hex.encode()
+        future = self._replies.register(correlation)
+        self._request_ids.add(request_id)
         try:
             self._publish(correlation, request_id, model, version, features, use_cache, timeout_s, routing)
             async with asyncio.timeout(timeout_s):
@@ -210,7 +230,8 @@ class PredictionService:
         finally:
             self._replies.discard(correlation)
             self._undelivered.discard(correlation)
-        return _decode_reply(reply, request_id, model, version)
+            self._request_ids.discard(request_id)
+        return _decode_reply(reply, request_id, model, version, len(features))
 
     def _publish(
         self,
@@ -236,7 +257,14 @@ class PredictionService:
             sent_at_ms=sent,
             routing_key=routing[0],
             route=routing[1],
+            correlation_id=correlation.decode(),
         )
+        size = len(envelope) + REQUEST_BATCH_OVERHEAD
+        if size > self._gateway.max_body_bytes:  # the limit every request message is kept under
+            raise PayloadTooLarge(
+                f"the request's Kafka message would be {size} bytes; the limit is "
+                f"{self._gateway.max_body_bytes}: send fewer rows per request"
+            )
         self._undelivered.add(correlation)
         self._outgoing.add(model, correlation, envelope)
 
@@ -261,10 +289,19 @@ def _count_log_error(error: KafkaError | None, _message: Message) -> None:
         metrics.LOG_ERRORS.inc()
 
 
-def _decode_reply(reply: Reply, request_id: str, model: str, version: str) -> Prediction:
+def _decode_reply(reply: Reply, request_id: str, model: str, version: str, rows: int) -> Prediction:
     if not reply.get("ok"):
         error = reply.get("error") or {}
         raise from_code(error.get("code", "internal"), error.get("message", "worker failed"))
+    predictions = reply.get("predictions")
+    if (
+        reply.get("model") != model
+        or reply.get("version") != version
+        or not (isinstance(predictions, list) and len(predictions) == rows)
+    ):  # never hand a caller an answer to another question
+        metrics.LATE_REPLIES.inc()
+        log.error("a reply did not match its request", extra={"model": model, "version": version})
+        raise RtmlError(f"the worker's reply does not match the request for model '{model}' v{version}")
     from_cache = reply.get("from_cache") or []
     return Prediction(
         request_id=request_id,

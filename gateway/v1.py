@@ -47,6 +47,8 @@ def _parse_with_constants(body: bytes, original: orjson.JSONDecodeError) -> Any:
         return json.loads(body, parse_constant=lambda name: math.nan if name == "NaN" else math.inf)
     except ValueError:
         raise BadRequest(f"malformed JSON: {original}") from None
+    except RecursionError:  # orjson stops at 1024 levels; the standard parser at the stack's depth
+        raise BadRequest("malformed JSON: nested too deeply") from None
 
 
 def _field(payload: dict[str, Any], name: str, kind: type | tuple[type, ...], required: bool = False) -> Any:

@@ -160,6 +160,19 @@ def _outputs(result: Prediction, metadata: ModelMetadata, wanted: list[str] | No
     return outputs
 
 
+async def _read_limited(request: Request, limit: int) -> bytes:
+    """The body, refused (413) as soon as it is known to exceed ``limit``, never read whole first."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+    return bytes(body)
+
+
 def v2_router(runtime: GatewayRuntime, body_limit: int) -> APIRouter:
     router = APIRouter(prefix=PREFIX)
 
@@ -213,21 +226,24 @@ def v2_router(runtime: GatewayRuntime, body_limit: int) -> APIRouter:
         return await model_ready(name, version)
 
     async def infer(request: Request, name: str, version: str | None) -> Response:
-        body = await request.body()
-        if len(body) > body_limit:
-            raise PayloadTooLarge(f"request body is {len(body)} bytes; the limit is {body_limit}")
+        body = await _read_limited(request, body_limit)
         payload, blob = _split_binary(body, request.headers.get(BINARY_HEADER))
         metadata = model_metadata(name, version)
         inputs = payload.get("inputs")
         if not isinstance(inputs, list) or len(inputs) != 1:
             raise BadRequest(f"model '{name}' takes exactly one input tensor '{metadata.input_name}'")
         rows, _used = _rows_from_input(inputs[0], blob, metadata)
+        max_rows = runtime.settings.gateway.max_batch_rows
+        if not 1 <= len(rows) <= max_rows:
+            raise InvalidInput(f"input '{metadata.input_name}' has {len(rows)} rows; expected 1..{max_rows}")
         request_id = payload.get("id")
+        if request_id is not None and not (isinstance(request_id, str) and 1 <= len(request_id) <= 128):
+            raise InvalidInput("field 'id' must be a string of 1 to 128 characters")
         wanted = _requested_outputs(payload, metadata)
         with runtime.observe("v2_infer", name) as observation:
             result = await runtime.service.predict(
                 name,
-                metadata.version,
+                version,  # None: the model's traffic policy routes it (default, split, canary)
                 rows,
                 request_id=str(request_id) if request_id not in (None, "") else None,
                 field=str(inputs[0].get("name")),

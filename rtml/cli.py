@@ -13,6 +13,7 @@ rtml models publish NAME [V]     ship versions registered here to the artifact t
 rtml models canary NAME V [--steps 5,25,50,100] [--step-s 60]   ramp V up; auto-promote or roll back
 rtml models follow models:/NAME@ALIAS [--name N] [--once]   import and promote as an MLflow alias moves
 rtml cache invalidate NAME [VERSION]   drop a model's (or one version's) cached predictions
+rtml keys create NAME --scopes predict,read [--rate R] | list | revoke NAME   API keys
 rtml topics ensure               create every topic (requests per model, log, dead letters, drift)
 rtml schemas export [--out DIR] [--check]   JSON Schema files for non-Python producers
 rtml drift                       drift detection over the prediction log (Faust app)
@@ -72,6 +73,9 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
         from importers.cli import add_import_arguments
 
         add_import_arguments(models)
+    from rtml.keys_cli import add_arguments as add_keys_arguments
+
+    add_keys_arguments(commands.add_parser("keys", help="API keys (gateway.auth: required)"))
     cache = commands.add_parser("cache", help="the prediction cache in Redis")
     cache.add_argument("action", choices=["invalidate"])
     cache.add_argument("model", help="model name")
@@ -297,6 +301,12 @@ def _cache(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    from rtml.keys_cli import run
+
+    return run(settings, args)
+
+
 def _drift(settings: Settings, args: argparse.Namespace) -> int:
     """``rtml drift`` (the Faust app) and ``rtml alerts tail|forward`` (its subscribers)."""
     from drift.main import run_alert_subscriber, run_detector
@@ -314,6 +324,7 @@ _HANDLERS = {
     "models": _models,
     "topics": _topics,
     "cache": _cache,
+    "keys": _keys,
     "schemas": _schemas,
     "predict": _client,
     "bench": _client,

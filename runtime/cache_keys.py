@@ -73,6 +73,22 @@ def encode_value(prediction: Label, probabilities: Sequence[float] | None) -> by
     return orjson.dumps([prediction, probabilities])
 
 
-def decode_value(raw: bytes) -> tuple[Label, list[float] | None]:
-    prediction, probabilities = orjson.loads(raw)
+def decode_value(raw: bytes) -> tuple[Label, list[float] | None] | None:
+    """A cached answer, or None when the value is not one :func:`encode_value` wrote (a corrupt,
+    foreign or truncated value is a miss, never an error: anyone who can write to Redis must not
+    be able to fail requests or crash workers)."""
+    try:
+        value = orjson.loads(raw)
+    except (orjson.JSONDecodeError, TypeError):
+        return None
+    if not isinstance(value, list) or len(value) != 2:
+        return None
+    prediction, probabilities = value
+    if isinstance(prediction, bool) or not isinstance(prediction, int | str | float):
+        return None
+    if probabilities is not None and not (
+        isinstance(probabilities, list)
+        and all(isinstance(p, int | float) and not isinstance(p, bool) for p in probabilities)
+    ):
+        return None
     return prediction, probabilities

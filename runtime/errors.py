@@ -16,6 +16,8 @@ map them the same way::
     │   └── ModelNotFound *     404 model_not_found       unknown_model    unknown model name
     │       ├── VersionNotFound                                            known model, unknown version
     │       └── ArtifactMissing                                            no complete artifact on Kafka
+    ├── Unauthorized            401 unauthorized          invalid_request  no API key, or unknown/revoked
+    ├── Forbidden               403 forbidden             invalid_request  the key lacks the endpoint's scope
     ├── MethodNotAllowed        405 method_not_allowed    .                a known route, another method
     ├── RequestIdInUse          409 conflict              invalid_request  request_id already in flight
     ├── Unavailable             503 unavailable           .                Kafka or Redis unreachable
@@ -81,9 +83,11 @@ class RtmlError(Exception):
     code: ClassVar[str] = "internal"
     dead_letter_reason: ClassVar[DeadLetterReason] = "model_error"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.retry_after_s = retry_after_s
+        """Sent as ``Retry-After`` (whole seconds, at least 1) with the HTTP answer, when set."""
 
     def to_dict(self) -> dict[str, object]:
         return {"error": {"code": self.code, "message": self.message}}
@@ -126,6 +130,22 @@ class NotFound(RtmlError):
 
 class DriftStateMissing(NotFound):
     """The model exists but the drift app has published no statistics for it yet."""
+
+
+class Unauthorized(RtmlError):
+    """No API key, or one that is unknown or revoked."""
+
+    status = 401
+    code = "unauthorized"
+    dead_letter_reason = "invalid_request"
+
+
+class Forbidden(RtmlError):
+    """A valid API key without the scope the endpoint needs."""
+
+    status = 403
+    code = "forbidden"
+    dead_letter_reason = "invalid_request"
 
 
 class MethodNotAllowed(RtmlError):
@@ -339,6 +359,8 @@ HTTP_ERRORS: tuple[type[RtmlError], ...] = (
     DeadlineExceeded,
     ModelError,
     PolicyConflict,
+    Unauthorized,
+    Forbidden,
 )
 """Every error the gateway answers an HTTP request with, directly or rebuilt from a
 worker's error reply; the client SDK maps each of them."""

@@ -18,15 +18,35 @@ def check_row(row: object, n_features: int, model: str, version: str, where: str
     for index, value in enumerate(row):
         # bool is an int subclass; True as a feature is almost always a caller bug.
         if isinstance(value, bool) or not isinstance(value, int | float):
-            shown = repr(value)[:40]
+            shown = _shown(value)
             raise InvalidInput(
                 f"{where}[{index}] is {shown}; model '{model}' v{version} expects {n_features} finite floats"
+            )
+        if isinstance(value, int) and not _fits_float(value):
+            raise InvalidInput(
+                f"{where}[{index}] is an integer too large for a float; model '{model}' v{version} "
+                f"expects {n_features} finite floats"
             )
         if not math.isfinite(value):
             kind = "NaN" if value != value else "infinite"
             raise InvalidInput(
                 f"{where}[{index}] is {kind}; model '{model}' v{version} expects {n_features} finite floats"
             )
+
+
+def _shown(value: object) -> str:
+    """The start of a value for an error message; a structure nested too deeply to repr is named."""
+    if isinstance(value, list | dict):
+        return f"a JSON {'array' if isinstance(value, list) else 'object'}"
+    return repr(value)[:40]
+
+
+def _fits_float(value: int) -> bool:
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def check_rows(rows: Sequence[object], n_features: int, model: str, version: str, field: str) -> None:

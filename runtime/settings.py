@@ -107,6 +107,8 @@ class RedisSettings(BaseModel):
     """After an outage, skip the cache for this long before trying Redis again."""
     key_prefix: str = "rtml:p:"
     """Namespace of cache keys."""
+    keys_prefix: str = "rtml:keys:"
+    """Namespace of API keys: only SHA-256 hashes of the keys are stored, shared by every gateway."""
     fleet_prefix: str = "rtml:fleet:"
     """Namespace of the fleet heartbeats (which process has which versions loaded, and the rows
     each version served in the last minute) that ``rtml models status`` reads."""
@@ -161,6 +163,16 @@ class GatewaySettings(BaseModel):
     of Python: use one per core the gateway may have (bench/SCALING.md)."""
     reuse_port: bool = False
     """Bind with SO_REUSEPORT (set for each process by the supervisor when ``processes`` > 1)."""
+    max_in_flight: int = Field(default=4096, ge=1)
+    """Admission control: requests waiting on Kafka at once; beyond it a request is answered 503
+    with Retry-After at once, so an overload cannot grow the gateway's memory without bound."""
+    auth: Literal["off", "required"] | None = None
+    """API keys (``rtml keys create``): ``required`` checks ``Authorization: Bearer KEY`` or
+    ``X-API-Key: KEY`` on every endpoint but liveness and readiness; None: required when
+    ``env: production``, else off."""
+
+    def auth_required(self, env: str) -> bool:
+        return self.auth == "required" or (self.auth is None and env == "production")
 
     @model_validator(mode="after")
     def _default_within_max(self) -> Self:

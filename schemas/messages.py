@@ -62,6 +62,9 @@ class PredictRequest(_Message):
     account id, say); without one each request is routed on its own."""
     route: Route | None = None
     """Set by the gateway when it chose ``version`` itself: why (logged with the prediction)."""
+    correlation_id: str | None = Field(default=None, max_length=64)
+    """Set by the gateway: what its reply is matched by (never the caller's request_id), echoed in
+    the reply."""
     features: list[list[FiniteFloat]] = Field(min_length=1)
     """Rows of features in the model's feature order."""
     reply_to: str | None = None
@@ -136,6 +139,8 @@ class PredictReply(_Message):
     """Time from the worker receiving the batch to producing this reply."""
     route: Route | None = None
     """Why ``version`` answered (see PredictionRecord.route)."""
+    correlation_id: str | None = None
+    """The request's correlation_id, echoed."""
 
 
 class PredictReplyBatch(_Message):
@@ -188,7 +193,9 @@ class DeadLetterRecord(_Message):
     partition: int
     offset: int
     key: str | None
-    """Original key, base64-encoded."""
+    """Original key, base64-encoded (its first 16 KiB: see key_truncated)."""
+    key_truncated: bool = False
+    """True when ``key`` holds only the first 16 KiB of a larger original key."""
     value: str
     """Original value bytes, base64-encoded, so the message can be replayed (the first 512 KiB
     of a larger value: see value_truncated)."""

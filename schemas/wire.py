@@ -26,6 +26,7 @@ def encode_request(
     sent_at_ms: int | None,
     routing_key: str | None = None,
     route: str | None = None,
+    correlation_id: str | None = None,
 ) -> bytes:
     envelope = {
         "schema_version": SCHEMA_VERSION,
@@ -44,6 +45,8 @@ def encode_request(
         envelope["routing_key"] = routing_key
     if route is not None:
         envelope["route"] = route
+    if correlation_id is not None:
+        envelope["correlation_id"] = correlation_id
     return orjson.dumps(envelope)
 
 

@@ -227,6 +227,7 @@ def encode_reply(
         "from_cache": from_cache,
         "worker_ms": worker_ms,
         "route": route,
+        "correlation_id": request.correlation_id,
     }
 
 
@@ -238,6 +239,7 @@ def encode_error_reply(request: PredictRequest, error: RtmlError) -> Reply:
         "version": request.version,
         "ok": False,
         "error": {"code": error.code, "message": error.message},
+        "correlation_id": request.correlation_id,
     }
 
 
@@ -247,11 +249,17 @@ not fit the broker's 1 MB message limit, and a dead letter that cannot be writte
 its partition. Larger values keep their first bytes, their size and their SHA-256."""
 
 
+DEAD_LETTER_KEY_LIMIT = 16 * 1024
+"""Original key bytes kept in a dead letter: a key can be as large as the value (a 250 KB key made a
+dead letter over the broker's limit, and the partition was retried forever)."""
+
+
 def encode_dead_letter(rejected: Rejected, worker: str, now_ms: int) -> bytes:
     message = rejected.message
     key = message.key()
     value = rejected.value if rejected.value is not None else (message.value() or b"")
     kept = value[:DEAD_LETTER_VALUE_LIMIT]
+    kept_key = key[:DEAD_LETTER_KEY_LIMIT] if key is not None else None
     return orjson.dumps(
         {
             "schema_version": SCHEMA_VERSION,
@@ -260,7 +268,8 @@ def encode_dead_letter(rejected: Rejected, worker: str, now_ms: int) -> bytes:
             "topic": message.topic(),
             "partition": message.partition(),
             "offset": message.offset(),
-            "key": base64.b64encode(key).decode() if key is not None else None,
+            "key": base64.b64encode(kept_key).decode() if kept_key is not None else None,
+            "key_truncated": key is not None and len(key) > DEAD_LETTER_KEY_LIMIT,
             "value": base64.b64encode(kept).decode(),
             "value_bytes": len(value),
             "value_truncated": len(kept) < len(value),

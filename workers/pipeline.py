@@ -171,9 +171,10 @@ class Pipeline:
         values = self._cache.get_many([batch.keys[row] for batch, row in wanted])
         counts: dict[tuple[str, str], int] = {}
         for (batch, row), raw in zip(wanted, values, strict=True):
-            result = "miss"
-            if raw is not None:
-                batch.labels[row], batch.probabilities[row] = decode_value(raw)
+            cached = decode_value(raw) if raw is not None else None
+            result = "miss" if raw is None else "corrupt"  # a corrupt value is a miss, counted
+            if cached is not None:
+                batch.labels[row], batch.probabilities[row] = cached
                 batch.from_cache[row] = True
                 result = "hit"
             key = (batch.runtime.version, result)

@@ -13,12 +13,14 @@ from rtml_client.async_client import AsyncMLClient
 from rtml_client.batch import BatchPredictor
 from rtml_client.client import MLClient
 from rtml_client.errors import (
+    AuthenticationError,
     BadRequest,
     Conflict,
     ConnectionFailed,
     InvalidInput,
     ModelNotFound,
     PayloadTooLarge,
+    PermissionDenied,
     RateLimited,
     RtmlClientError,
     ServerError,
@@ -41,6 +43,7 @@ from rtml_client.retry import RetryPolicy
 
 __all__ = [
     "AsyncMLClient",
+    "AuthenticationError",
     "BadRequest",
     "BatchPredictor",
     "BatchResult",
@@ -57,6 +60,7 @@ __all__ = [
     "ModelInfo",
     "ModelNotFound",
     "PayloadTooLarge",
+    "PermissionDenied",
     "PredictionResult",
     "RateLimited",
     "Readiness",

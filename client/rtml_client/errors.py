@@ -3,6 +3,8 @@ becomes one of these, carrying the server's message, HTTP status and error code:
 
     RtmlClientError                  any failure of a call (status/code None when local)
     ├── BadRequest           400     malformed request body
+    ├── AuthenticationError  401     no API key, or an unknown or revoked one
+    ├── PermissionDenied     403     the API key lacks the endpoint's scope
     ├── ModelNotFound        404     unknown model or version (the message lists what exists)
     ├── Conflict             409     a request_id already in flight
     ├── PayloadTooLarge      413     body over the gateway's limit: send smaller chunks
@@ -51,6 +53,14 @@ class BadRequest(RtmlClientError):
     default_code = "bad_request"
 
 
+class AuthenticationError(RtmlClientError):
+    default_code = "unauthorized"
+
+
+class PermissionDenied(RtmlClientError):
+    default_code = "forbidden"
+
+
 class ModelNotFound(RtmlClientError):
     default_code = "model_not_found"
 
@@ -89,6 +99,8 @@ class ServerError(RtmlClientError):
 
 _BY_STATUS: dict[int, type[RtmlClientError]] = {
     400: BadRequest,
+    401: AuthenticationError,
+    403: PermissionDenied,
     404: ModelNotFound,
     409: Conflict,
     413: PayloadTooLarge,

@@ -8,9 +8,14 @@ import random
 import subprocess
 import sys
 import time
+import uuid
 
 import httpx
+import orjson
+import redis
 
+from runtime.cache_keys import cache_key, version_tag
+from tests.kafka_tools import produce, read_topic
 from tests.stack_fixtures import RunningStack, StackFactory
 
 
@@ -99,3 +104,43 @@ def test_key_precision_lets_near_identical_inputs_share_an_answer(stack_factory:
     assert near["from_cache"] is True  # rounds to the same key at 1 decimal
     far = predict(stack, "iris_classifier", "1", [base + 0.31, 3.0, 4.0, 1.0])
     assert far["from_cache"] is False
+
+
+def test_a_corrupt_cached_value_is_a_counted_miss_for_gateway_and_worker(stack: RunningStack) -> None:
+    """Anyone who can write to Redis must not be able to fail requests or crash workers (issue 11)."""
+    row = iris_row()
+    metadata = stack.registry.metadata("iris_classifier", "1")
+    prefix = stack.namespace.env()["RTML_REDIS__KEY_PREFIX"]
+    key = cache_key(prefix, "iris_classifier", version_tag("1", metadata.onnx_sha256), row, None)
+    client = redis.Redis.from_url(stack.redis_url)
+    try:
+        client.set(key, b"\x00 not a cached answer")
+        answer = predict(stack, "iris_classifier", "1", row)
+        assert answer["from_cache"] is False and answer["model_version"] == "1"
+        gateway_metrics = httpx.get(f"{stack.base_url}/metrics", timeout=5).text
+        assert 'result="corrupt"' in gateway_metrics
+
+        client.set(key, b'["x", {"not": "probabilities"}]')
+        request_id = f"corrupt-{uuid.uuid4().hex[:8]}"
+        value = orjson.dumps(
+            {"request_id": request_id, "model": "iris_classifier", "version": "1", "features": [row]}
+        )
+        produce(stack.bootstrap, stack.request_topic("iris_classifier"), [value])
+        records = read_topic(
+            stack.bootstrap,
+            stack.namespace.predictions_topic,
+            lambda rs: any(r["request_id"] == request_id for r in rs),
+        )
+        (record,) = [r for r in records if r["request_id"] == request_id]
+        assert record["from_cache"] is False and record["prediction"] in (0, 1, 2)
+    finally:
+        client.close()
+    corrupt = 0.0
+    for url in stack.worker_metrics_urls:  # every worker still alive, one of them counted it
+        text = httpx.get(url, timeout=5).text
+        corrupt += sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("rtml_worker_cache_total{") and 'result="corrupt"' in line
+        )
+    assert corrupt >= 1

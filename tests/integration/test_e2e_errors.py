@@ -123,3 +123,22 @@ def test_unknown_route_and_model_info_errors_are_json(stack: RunningStack) -> No
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     unknown = httpx.get(f"{stack.base_url}/api/v1/models/nope", timeout=5)
     assert unknown.status_code == 404 and "iris_classifier" in unknown.json()["error"]["message"]
+
+
+def test_a_body_under_the_limit_whose_kafka_message_would_not_be_is_a_413(stack: RunningStack) -> None:
+    """Issue 11: the envelope adds ~200 bytes to the body; a body just under the limit must get a
+    JSON 413 naming both sizes, not a 500 or a hang."""
+    import orjson
+
+    limit, target = 1_000_000, 1_000_000 - 40
+    long_row, short_row = [1.0000000000000002] * 30, [1.5] * 30  # fraud_detector's width
+    rows = [long_row] * ((limit - 2000) // len(orjson.dumps(long_row)))
+    head: dict[str, object] = {"model_name": "fraud_detector", "features_batch": rows, "request_id": "r"}
+    while len(orjson.dumps(head)) + len(orjson.dumps(short_row)) + 1 <= target:
+        rows.append(short_row)
+    head["request_id"] = "r" * max(1, min(128, target - len(orjson.dumps(head)) + 1))
+    body = orjson.dumps(head)
+    assert limit - 200 < len(body) <= limit, len(body)
+    response = post(stack, body, "/api/v1/batch_predict")
+    assert response.status_code == 413, response.text
+    assert "Kafka message would be" in response.json()["error"]["message"]

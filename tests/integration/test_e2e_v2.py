@@ -81,3 +81,17 @@ def test_infer_errors_use_the_protocol_form(stack: RunningStack) -> None:
     }
     ok = httpx.post(url, json=nested, timeout=10).json()
     assert ok["outputs"][0]["data"] == [0] and ok["id"] == "n" and ok["model_version"] == "2"
+
+
+def test_bad_ids_and_too_many_rows_are_answered_at_once(stack: RunningStack) -> None:
+    """Issue 11: a V2 id over 128 characters used to hang until the deadline (the worker refused
+    it silently); rows beyond gateway.max_batch_rows were not capped."""
+    url = f"{stack.base_url}/v2/models/iris_classifier/infer"
+    tensor = {"name": "float_input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}
+    long_id = httpx.post(url, json={"id": "x" * 129, "inputs": [tensor]}, timeout=10)
+    assert long_id.status_code == 422 and "1 to 128 characters" in long_id.json()["error"]
+    assert long_id.elapsed.total_seconds() < 1
+    rows = 10_001
+    many = {"name": "float_input", "shape": [rows, 4], "datatype": "FP32", "data": [1.0] * (4 * rows)}
+    too_many = httpx.post(url, json={"inputs": [many]}, timeout=10)
+    assert too_many.status_code == 422 and "10001 rows" in too_many.json()["error"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -86,3 +87,12 @@ def test_key_precision_lets_near_identical_rows_share_a_key_on_both_sides() -> N
     # The workers' batch path and the gateway's single-row path agree, rounding included.
     batch = np.array([near, far, [2.675, 0.0, -0.0, 1e-9]])
     assert cache_keys("p:", "m", "1", batch, 2) == [cache_key("p:", "m", "1", list(row), 2) for row in batch]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"not json", b"{}", b"[1]", b"[1, 2, 3]", b'[true, null]', b'[[1], null]', b'[1, "x"]',
+     b'[1, [0.5, "a"]]', b"\xff\xfe"],
+)  # fmt: skip
+def test_a_corrupt_cached_value_reads_as_a_miss(raw: bytes) -> None:
+    assert decode_value(raw) is None

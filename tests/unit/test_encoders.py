@@ -37,6 +37,7 @@ from schemas.messages import (
 )
 from schemas.wire import encode_prediction_record, encode_request, is_request_batch, join_request_batch
 from workers.codec import (
+    DEAD_LETTER_KEY_LIMIT,
     DEAD_LETTER_VALUE_LIMIT,
     Rejected,
     encode_dead_letter,
@@ -107,6 +108,7 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
         "sent_at_ms": draw(st.none() | millis),
         "routing_key": draw(st.none() | st.text(min_size=1, max_size=256)),
         "route": draw(st.none() | st.sampled_from(ROUTES)),
+        "correlation_id": draw(st.none() | st.text(min_size=1, max_size=64)),
     }
 
 
@@ -291,3 +293,14 @@ def test_a_large_dead_letter_keeps_its_head_size_and_checksum() -> None:
     assert base64.b64decode(record.value) == value[:DEAD_LETTER_VALUE_LIMIT]
     assert record.value_truncated and record.value_bytes == len(value)
     assert record.value_sha256 == hashlib.sha256(value).hexdigest()
+
+
+def test_a_dead_letter_stays_under_the_broker_limit_whatever_the_key() -> None:
+    key, value = b"k" * 250_000, b"v" * 900_000
+    rejected = Rejected(
+        Message(topic="t", partition=0, offset=7, key=key, value=value), errors.Undecodable("x")
+    )
+    raw = encode_dead_letter(rejected, "w1", 1)
+    record = check(raw, DeadLetterRecord)
+    assert len(raw) < 1_000_000
+    assert record.key_truncated and base64.b64decode(record.key or "") == key[:DEAD_LETTER_KEY_LIMIT]

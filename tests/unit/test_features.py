@@ -33,3 +33,23 @@ def test_good_rows_pass_and_batches_name_the_row() -> None:
     check_row([1, 2.5, -3, 0], 4, "iris", "1")
     with pytest.raises(InvalidInput, match=r"features_batch\[1\] has 2 values"):
         check_rows([[1, 2, 3, 4], [1, 2]], 4, "iris", "1", "features_batch")
+
+
+def test_hostile_json_gets_an_error_naming_the_problem_not_a_crash() -> None:
+    """Issue 11: an integer too large for a float, and nesting too deep to print, are 422s."""
+    with pytest.raises(InvalidInput, match=r"features\[0\] is an integer too large for a float"):
+        check_row([10**400, 1.0], 2, "m", "1")
+    deep: object = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(InvalidInput, match=r"features\[1\] is a JSON array"):
+        check_row([1.0, deep], 2, "m", "1")
+
+
+def test_json_nested_beyond_any_parser_is_a_400() -> None:
+    from gateway.v1 import parse_json_object
+    from runtime.errors import BadRequest
+
+    body = b'{"features": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(BadRequest, match="nested too deeply"):
+        parse_json_object(body)
