@@ -10,7 +10,6 @@ Protocol's ``{"error": "<message>"}`` when a ``/v2`` route raised it.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -50,8 +49,7 @@ ROUTING_ERRORS: dict[int, type[RtmlError]] = {cls.status: cls for cls in (NotFou
 
 def error_response(error: RtmlError, v2: bool = False) -> Response:
     response = json_response(error_body(error) if v2 else error.to_dict(), error.status)
-    if error.retry_after_s is not None:
-        response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
+    response.headers.update(error.http_headers())
     return response
 
 

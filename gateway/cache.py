@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from gateway import metrics
 from runtime.breaker import OutageBreaker
 from runtime.cache_admin import invalidate
+from runtime.redis_clients import async_client
 from runtime.settings import RedisSettings
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,7 @@ class GatewayCache:
         self.enabled = settings.enabled
         self.prefix = settings.key_prefix
         timeout = settings.socket_timeout_ms / 1000
-        self._client = aioredis.Redis.from_url(
-            settings.url.get_secret_value(), socket_timeout=timeout, socket_connect_timeout=timeout
-        )
+        self._client = async_client(settings, timeout)
         self._breaker = OutageBreaker("redis", settings.retry_after_s)
         self._waiting: list[Lookup] = []
         self._reads: set[asyncio.Task[None]] = set()  # referenced until done (asyncio keeps weak refs)

@@ -14,7 +14,6 @@ The answers are the same as FastAPI's handlers would give: the body limit (413) 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -23,7 +22,7 @@ import orjson
 
 from gateway import v1
 from gateway.lifecycle import GatewayRuntime
-from runtime.errors import PayloadTooLarge, RtmlError, Unauthorized
+from runtime.errors import PayloadTooLarge, RtmlError
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +50,13 @@ class FastPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             try:  # every endpoint, FastAPI's included, passes the key check here
-                self.runtime.auth.check(scope["method"], scope["path"], scope["headers"])
+                key = self.runtime.auth.check(scope["method"], scope["path"], scope["headers"])
+                if key is not None and key.rate is not None:
+                    await self.runtime.limiter.check(f"key:{key.name}", key.rate, f"API key '{key.name}'")
             except RtmlError as exc:
-                await _answer(send, exc.status, orjson.dumps(_error_body(exc, scope["path"])))
+                await _answer(
+                    send, exc.status, orjson.dumps(_error_body(exc, scope["path"])), exc.http_headers()
+                )
                 return
             if scope["method"] == "POST":
                 handler = self._routes.get(scope["path"])
@@ -73,7 +76,7 @@ class FastPath:
                 orjson.dumps(await handler(self.runtime, v1.parse_json_object(body), started)),
             )
         except RtmlError as exc:
-            await _answer(send, exc.status, orjson.dumps(exc.to_dict()), exc.retry_after_s)
+            await _answer(send, exc.status, orjson.dumps(exc.to_dict()), exc.http_headers())
             return
         except Exception:
             log.exception("unexpected error", extra={"path": scope["path"]})
@@ -82,12 +85,9 @@ class FastPath:
         await _answer(send, status, content)
 
 
-async def _answer(send: Send, status: int, content: bytes, retry_after_s: float | None = None) -> None:
+async def _answer(send: Send, status: int, content: bytes, extra: dict[str, str] | None = None) -> None:
     headers = [*JSON_HEADERS, (b"content-length", str(len(content)).encode())]
-    if retry_after_s is not None:
-        headers.append((b"retry-after", str(max(1, math.ceil(retry_after_s))).encode()))
-    if status == Unauthorized.status:
-        headers.append((b"www-authenticate", b'Bearer realm="rtml"'))
+    headers += [(name.lower().encode(), value.encode()) for name, value in (extra or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": content})
 

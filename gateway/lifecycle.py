@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from gateway import metrics
 from gateway.auth import Authenticator
 from gateway.cache import GatewayCache
+from gateway.limits import RateLimiter
 from gateway.model_table import ModelEntry, ModelTable
 from gateway.replies import ReplyRouter
 from gateway.service import PredictionService
@@ -83,7 +84,10 @@ class GatewayRuntime:
         self.auth = Authenticator(
             settings.gateway.auth_required(settings.env), self.cache.client, settings.redis.keys_prefix
         )
-        self.service = PredictionService(settings, self.models, self.producer, self.replies, self.cache)
+        self.limiter = RateLimiter(self.cache.client, settings.redis.limits_prefix)
+        self.service = PredictionService(
+            settings, self.models, self.producer, self.replies, self.cache, self.limiter
+        )
         self._started = time.monotonic()
 
     @property
@@ -175,6 +179,7 @@ class GatewayRuntime:
             "reply_topic": self.replies.topic,
             "models": self.models.names(),
             "cache": "up" if self.cache.available else ("disabled" if not self.cache.enabled else "degraded"),
+            "rate_limits": self.limiter.degraded or "shared through Redis",
         }
 
     async def drift_state(self, name: str) -> dict[str, Any]:

@@ -23,11 +23,11 @@ import time
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from gateway import metrics
 from runtime.errors import Unavailable
-from runtime.kafka import REPLY_CONSUMER, new_consumer
+from runtime.kafka import REPLY_CONSUMER, ensure_topics, new_consumer, reply_topic
 from runtime.memory import trim_heap
 from runtime.settings import KafkaSettings
 
@@ -36,6 +36,12 @@ log = logging.getLogger(__name__)
 TRIM_AFTER_IDLE_S = 2.0
 IDLE_WAKE_S = 0.5
 """Longest the reply consumer blocks without a reply (issue 9: idle CPU); replies end it at once."""
+
+TOPIC_CHECK_S = 10.0
+"""How often the reply consumer checks that its topic still exists (one metadata request)."""
+TOPIC_GONE = frozenset(
+    {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION}
+)
 
 Reply = dict[str, Any]
 """One PredictReply, parsed."""
@@ -46,6 +52,7 @@ class ReplyRouter:
     def __init__(self, kafka: KafkaSettings, topic: str, instance_id: str) -> None:
         self.topic = topic
         self._kafka = kafka
+        self._instance_id = instance_id
         # group.id is required by librdkafka, but never used to join or commit: we assign manually.
         self._ids = {"group.id": f"rtml.gateway.{instance_id}", "client.id": f"{instance_id}-replies"}
         self._pending: Pending = {}
@@ -136,13 +143,19 @@ class ReplyRouter:
 
     def _consume(self, consumer: Consumer) -> None:
         last_reply, trimmed = time.monotonic(), True
+        checked = time.monotonic()
         while not self._stopping.is_set():
+            if time.monotonic() - checked > TOPIC_CHECK_S:
+                checked = time.monotonic()
+                self._recreate_if_deleted(consumer)
             # consume(n, timeout) waits for all n or the timeout: block for the first reply
             # only, then take whatever else has already arrived. A reply ends the wait at once;
             # the timeout only sets how often an idle gateway wakes (and how long stop() waits).
             messages = consumer.consume(1, IDLE_WAKE_S)
             if messages:
                 messages.extend(consumer.consume(999, 0))
+            if any((error := m.error()) is not None and error.code() in TOPIC_GONE for m in messages):
+                self._recreate_if_deleted(consumer)
             replies = [reply for m in messages if m.error() is None for reply in _replies_in(m)]
             if replies:
                 self._call_soon(self._resolve, replies)
@@ -151,6 +164,31 @@ class ReplyRouter:
                 # Quiet after a burst: give the burst's freed heap back (runtime/memory.py).
                 trim_heap()
                 trimmed = True
+
+    def _recreate_if_deleted(self, consumer: Consumer) -> None:
+        """Someone deleted our reply topic: every reply would be lost while /ready said 200. Say
+        not ready, create it again, and read it from its (new) end."""
+        try:
+            topic = consumer.list_topics(self.topic, timeout=5.0).topics.get(self.topic)
+        except KafkaException:
+            return  # the broker is unreachable: the producer's health reports that
+        if topic is not None and topic.error is None and topic.partitions:
+            return
+        self._assigned.clear()
+        self.failure = f"reply topic {self.topic} was deleted; re-creating it"
+        log.error("reply topic deleted; re-creating it", extra={"topic": self.topic})
+        ensure_topics(self._kafka, [reply_topic(self._kafka, self._instance_id)])
+        deadline = time.monotonic() + 15.0
+        while time.monotonic() < deadline and not self._stopping.is_set():
+            try:
+                consumer.assign(self._end_offsets(consumer))
+            except (KafkaException, RuntimeError):
+                time.sleep(0.2)
+                continue
+            self.failure = None
+            self._assigned.set()
+            log.info("reply topic re-created", extra={"topic": self.topic})
+            return
 
     def _call_soon(self, callback: object, argument: object) -> None:
         loop = self._loop

@@ -18,6 +18,7 @@ from confluent_kafka import KafkaError, Message
 from gateway import metrics
 from gateway.cache import GatewayCache
 from gateway.coalesce import RequestCoalescer
+from gateway.limits import RateLimiter
 from gateway.model_table import ModelTable
 from gateway.replies import Reply, ReplyRouter
 from runtime.cache_keys import cache_key, decode_value, version_tag
@@ -71,8 +72,11 @@ class PredictionService:
         producer: PolledProducer,
         replies: ReplyRouter,
         cache: GatewayCache,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.models = models
+        self._limiter = limiter
+        self._model_rates = settings.gateway.model_rates
         self._kafka = settings.kafka
         self._gateway = settings.gateway
         self._producer = producer
@@ -117,6 +121,9 @@ class PredictionService:
     ) -> Prediction:
         # The gateway routes (default, A/B arm or pinned) so that it reads the right version's cache.
         metadata, routed = self.models.route(model, version, routing_key)
+        rate = self._model_rates.get(model)
+        if rate is not None and self._limiter is not None:
+            await self._limiter.check(f"model:{model}", rate, f"model '{model}'")
         if field == "features":  # a single row: name its values features[i], not features[0][i]
             check_row(rows[0], metadata.n_features, model, metadata.version, field)
         else:

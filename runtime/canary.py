@@ -26,6 +26,7 @@ from runtime.control import ControlView
 from runtime.errors import RtmlError
 from runtime.fleet import LATENCY_BUCKETS_MS, parse_fleet
 from runtime.model_admin import ModelAdmin
+from runtime.redis_clients import sync_client
 from runtime.settings import RedisSettings
 from schemas.control import CanaryState
 
@@ -148,9 +149,7 @@ class CanaryController:
         self._admin = admin
         self._enabled = settings.enabled
         timeout = max(settings.socket_timeout_ms / 1000, 0.5)
-        self._client = redis.Redis.from_url(
-            settings.url.get_secret_value(), socket_timeout=timeout, socket_connect_timeout=timeout
-        )
+        self._client = sync_client(settings, timeout)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="canary-controller", daemon=True)
 

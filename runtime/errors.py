@@ -18,6 +18,7 @@ map them the same way::
     │       └── ArtifactMissing                                            no complete artifact on Kafka
     ├── Unauthorized            401 unauthorized          invalid_request  no API key, or unknown/revoked
     ├── Forbidden               403 forbidden             invalid_request  the key lacks the endpoint's scope
+    ├── RateLimited             429 rate_limited          invalid_request  over a key's or a model's rate
     ├── MethodNotAllowed        405 method_not_allowed    .                a known route, another method
     ├── RequestIdInUse          409 conflict              invalid_request  request_id already in flight
     ├── Unavailable             503 unavailable           .                Kafka or Redis unreachable
@@ -70,6 +71,7 @@ Messages name the offending field and value and say what was expected.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, ClassVar
 
@@ -91,6 +93,12 @@ class RtmlError(Exception):
 
     def to_dict(self) -> dict[str, object]:
         return {"error": {"code": self.code, "message": self.message}}
+
+    def http_headers(self) -> dict[str, str]:
+        """Headers the HTTP answer carries besides the body (``Retry-After`` when set)."""
+        if self.retry_after_s is None:
+            return {}
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
 
 
 # -- requests: the gateway's answers and the workers' dead letters -----------------
@@ -139,6 +147,9 @@ class Unauthorized(RtmlError):
     code = "unauthorized"
     dead_letter_reason = "invalid_request"
 
+    def http_headers(self) -> dict[str, str]:
+        return {**super().http_headers(), "WWW-Authenticate": 'Bearer realm="rtml"'}
+
 
 class Forbidden(RtmlError):
     """A valid API key without the scope the endpoint needs."""
@@ -146,6 +157,27 @@ class Forbidden(RtmlError):
     status = 403
     code = "forbidden"
     dead_letter_reason = "invalid_request"
+
+
+class RateLimited(RtmlError):
+    """Over a key's or a model's request rate (shared by every gateway)."""
+
+    status = 429
+    code = "rate_limited"
+    dead_letter_reason = "invalid_request"
+
+    def __init__(self, message: str, retry_after_s: float, limit: float) -> None:
+        super().__init__(message, retry_after_s)
+        self.limit = limit
+
+    def http_headers(self) -> dict[str, str]:
+        reset = str(max(1, math.ceil(self.retry_after_s or 0)))
+        return {
+            **super().http_headers(),
+            "RateLimit-Limit": f"{self.limit:g}",
+            "RateLimit-Remaining": "0",
+            "RateLimit-Reset": reset,
+        }
 
 
 class MethodNotAllowed(RtmlError):
@@ -361,6 +393,7 @@ HTTP_ERRORS: tuple[type[RtmlError], ...] = (
     PolicyConflict,
     Unauthorized,
     Forbidden,
+    RateLimited,
 )
 """Every error the gateway answers an HTTP request with, directly or rebuilt from a
 worker's error reply; the client SDK maps each of them."""

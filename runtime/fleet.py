@@ -23,6 +23,7 @@ import orjson
 import redis
 
 from runtime.clock import now_ms
+from runtime.redis_clients import sync_client
 from runtime.settings import RedisSettings
 
 log = logging.getLogger(__name__)
@@ -105,9 +106,7 @@ class FleetReporter:
         self._stop = threading.Event()
         self._enabled = settings.enabled
         timeout = max(settings.socket_timeout_ms / 1000, 0.5)
-        self._client = redis.Redis.from_url(
-            settings.url.get_secret_value(), socket_timeout=timeout, socket_connect_timeout=timeout
-        )
+        self._client = sync_client(settings, timeout)
         self._thread = threading.Thread(target=self._run, name="fleet-heartbeat", daemon=True)
 
     def start(self) -> None:

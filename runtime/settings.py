@@ -109,6 +109,8 @@ class RedisSettings(BaseModel):
     """Namespace of cache keys."""
     keys_prefix: str = "rtml:keys:"
     """Namespace of API keys: only SHA-256 hashes of the keys are stored, shared by every gateway."""
+    limits_prefix: str = "rtml:rl:"
+    """Namespace of the shared rate-limit state (one small key per limited API key or model)."""
     fleet_prefix: str = "rtml:fleet:"
     """Namespace of the fleet heartbeats (which process has which versions loaded, and the rows
     each version served in the last minute) that ``rtml models status`` reads."""
@@ -163,6 +165,9 @@ class GatewaySettings(BaseModel):
     of Python: use one per core the gateway may have (bench/SCALING.md)."""
     reuse_port: bool = False
     """Bind with SO_REUSEPORT (set for each process by the supervisor when ``processes`` > 1)."""
+    model_rates: dict[str, float] = Field(default_factory=dict)
+    """Requests per second per model, shared by every gateway (e.g. ``{"fraud_detector": 500}``);
+    models not listed are not limited. Keys have their own rate (``rtml keys create --rate``)."""
     max_in_flight: int = Field(default=4096, ge=1)
     """Admission control: requests waiting on Kafka at once; beyond it a request is answered 503
     with Retry-After at once, so an overload cannot grow the gateway's memory without bound."""

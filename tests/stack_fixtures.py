@@ -76,6 +76,7 @@ class Namespace:
             "RTML_KAFKA__ARTIFACTS_TOPIC": f"t{self.tag}.artifacts",
             "RTML_REDIS__FLEET_PREFIX": self.fleet_prefix,
             "RTML_REDIS__KEYS_PREFIX": f"t{self.tag}:keys:",
+            "RTML_REDIS__LIMITS_PREFIX": f"t{self.tag}:rl:",
             "RTML_KAFKA__REQUEST_PARTITIONS": "4",
             "RTML_KAFKA__LOG_PARTITIONS": "2",
             "RTML_WORKER__GROUP_PREFIX": f"t{self.tag}.workers.",

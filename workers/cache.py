@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import redis
 
 from runtime.breaker import OutageBreaker
+from runtime.redis_clients import sync_client
 from runtime.settings import RedisSettings
 from workers import metrics
 
@@ -36,9 +37,7 @@ class WorkerCache:
         self._enabled = settings.enabled
         self._ttl_s = settings.ttl_s
         timeout = settings.socket_timeout_ms / 1000
-        self._client = redis.Redis.from_url(
-            settings.url.get_secret_value(), socket_timeout=timeout, socket_connect_timeout=timeout
-        )
+        self._client = sync_client(settings, timeout)
         self._breaker = OutageBreaker("redis", settings.retry_after_s)
         self._set_all = self._client.register_script(SET_ALL_WITH_TTL)
 

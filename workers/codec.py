@@ -17,7 +17,15 @@ import orjson
 from confluent_kafka import Message
 from pydantic import ValidationError
 
-from runtime.errors import BadRequest, DeadlineExceeded, InvalidInput, ModelNotFound, RtmlError, Undecodable
+from runtime.errors import (
+    BadRequest,
+    DeadlineExceeded,
+    InvalidInput,
+    ModelNotFound,
+    PayloadTooLarge,
+    RtmlError,
+    Undecodable,
+)
 from schemas.control import Route
 from schemas.messages import SCHEMA_VERSION, DeadLetterReason, Label, PredictRequest, PredictRequestBatch
 from schemas.wire import is_request_batch
@@ -200,10 +208,29 @@ def encode_reply_batches(replies: Sequence[Reply], limit: int = REPLY_MESSAGE_LI
     """``replies`` as PredictReplyBatch messages of at most ``limit`` bytes each where possible
     (halving until they fit; a single reply over the limit goes alone and may be refused)."""
     value = encode_reply_batch(replies)
-    if len(value) <= limit or len(replies) == 1:
+    if len(value) <= limit:
         return [value]
+    if len(replies) == 1:  # one answer too large for a message: the caller gets an error, at once
+        return [encode_reply_batch([_too_large(replies[0], len(value), limit)])]
     half = len(replies) // 2
     return encode_reply_batches(replies[:half], limit) + encode_reply_batches(replies[half:], limit)
+
+
+def _too_large(reply: Reply, size: int, limit: int) -> Reply:
+    rows = len(reply.get("predictions") or [])  # type: ignore[arg-type]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "request_id": reply["request_id"],
+        "model": reply["model"],
+        "version": reply["version"],
+        "ok": False,
+        "error": {
+            "code": PayloadTooLarge.code,
+            "message": f"the answer to {rows} rows is {size} bytes, over the {limit}-byte message limit: "
+            "send fewer rows per request (the predictions are in the log)",
+        },
+        "correlation_id": reply.get("correlation_id"),
+    }
 
 
 def encode_reply(

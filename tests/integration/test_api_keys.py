@@ -12,6 +12,8 @@ import time
 import httpx
 import pytest
 
+from rtml.infra.process import free_ports
+from rtml.stack import wait_http_ok
 from rtml_client import AuthenticationError, MLClient, PermissionDenied
 from runtime.api_keys import hash_key
 from tests.stack_fixtures import RunningStack, StackFactory
@@ -112,3 +114,53 @@ def test_key_commands_refuse_bad_input(secured: RunningStack) -> None:
     again = keys(secured, "create", "dup", "--scopes", "read")
     assert again.returncode == 1 and "exists" in again.stderr
     assert keys(secured, "revoke", "nobody").returncode == 1
+
+
+def test_rates_per_key_and_per_model_are_shared_by_every_gateway(stack_factory: StackFactory) -> None:
+    """Issue 11: a key's --rate and gateway.model_rates hold across two gateways (one Redis script),
+    answered 429 with Retry-After and the RateLimit headers."""
+    stack = stack_factory(
+        workers=1,
+        models=["iris_classifier"],
+        extra_env={"RTML_GATEWAY__AUTH": "required", "RTML_GATEWAY__MODEL_RATES": '{"iris_classifier": 8}'},
+    )
+    (second_port,) = free_ports(1)
+    second = stack.stack.gateway(
+        "gateway-2",
+        {"RTML_GATEWAY__PORT": str(second_port), "RTML_GATEWAY__INSTANCE_ID": f"gw2-{stack.namespace.tag}"},
+    )
+    second_url = f"http://127.0.0.1:{second_port}"
+    wait_http_ok(f"{second_url}/ready", timeout_s=60, child=second)
+    done = keys(stack, "create", "slow", "--scopes", "predict", "--rate", "3")
+    assert done.returncode == 0, done.stderr
+    slow = done.stdout.strip()
+    fast = create(stack, "fast", "predict")
+    body = {"model_name": "iris_classifier", "features": ROW}
+
+    def burst(key: str, n: int) -> list[httpx.Response]:
+        return [
+            httpx.post(f"{url}/api/v1/predict", json=body, headers={"X-API-Key": key}, timeout=10)
+            for url in [stack.base_url, second_url] * (n // 2)
+        ]
+
+    wait_until(lambda: burst(fast, 2)[-1].status_code == 200)
+    time.sleep(1.5)  # let both buckets fill again
+    answers = burst(slow, 12)
+    allowed = [r for r in answers if r.status_code == 200]
+    limited = [r for r in answers if r.status_code == 429]
+    assert 3 <= len(allowed) <= 5 and limited, [r.status_code for r in answers]  # 3/s: not 3 per gateway
+    refused = limited[0]
+    assert (
+        refused.json()["error"]["code"] == "rate_limited"
+        and "API key 'slow'" in refused.json()["error"]["message"]
+    )
+    assert int(refused.headers["retry-after"]) >= 1 and refused.headers["ratelimit-limit"] == "3"
+    assert refused.headers["ratelimit-remaining"] == "0"
+
+    time.sleep(1.5)
+    model_answers = burst(fast, 30)  # the key has no rate; the model allows 8 a second
+    model_limited = [r for r in model_answers if r.status_code == 429]
+    assert model_limited and "model 'iris_classifier'" in model_limited[0].json()["error"]["message"]
+    assert 8 <= sum(r.status_code == 200 for r in model_answers) <= 14
+    ready = httpx.get(f"{stack.base_url}/ready", timeout=10).json()
+    assert ready["rate_limits"] == "shared through Redis"

@@ -255,6 +255,18 @@ def test_reply_batches_are_split_under_the_message_limit() -> None:
     assert sum(len(check(part, PredictReplyBatch).replies) for part in parts) == len(replies)
 
 
+def test_a_single_reply_over_the_limit_becomes_an_error_reply() -> None:
+    """Issue 11: 10k rows of a many-class model made a reply the broker refused; the caller hung."""
+    fields = {"request_id": "big", "model": "m", "version": None, "features": [[0.0]], "reply_to": "t",
+              "deadline_ms": None, "use_cache": True, "source": "http", "sent_at_ms": None,
+              "correlation_id": "c1"}  # fmt: skip
+    reply = encode_reply(_request(fields), "1", [0] * 2000, [[0.125] * 50] * 2000, [False] * 2000, 1.0)
+    (part,) = encode_reply_batches([reply], limit=100_000)
+    (answer,) = check(part, PredictReplyBatch).replies
+    assert not answer.ok and answer.error is not None and answer.error.code == "payload_too_large"
+    assert answer.correlation_id == "c1" and "2000 rows" in answer.error.message and len(part) < 1000
+
+
 # -- dead letters -----------------------------------------------------------------------------
 
 
