@@ -285,7 +285,7 @@ def start_mlserver(
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
-    child = MLServerChild("mlserver", process, log_path, workdir)
+    child = MLServerChild("mlserver", process, log_path, workdir=workdir)
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_http_ok(f"{base_url}/v2/health/ready", timeout_s=READY_TIMEOUT_S, child=child)

@@ -89,6 +89,8 @@ class GatewayRuntime:
             settings, self.models, self.producer, self.replies, self.cache, self.limiter
         )
         self._started = time.monotonic()
+        self.draining = False
+        """Set on SIGTERM (gateway/main.py): /ready answers 503 while what is in flight finishes."""
 
     @property
     def uptime_s(self) -> float:
@@ -161,6 +163,8 @@ class GatewayRuntime:
 
     def not_ready_reasons(self) -> list[str]:
         reasons = []
+        if self.draining:
+            reasons.append("draining: shutting down, finishing the requests in flight")
         if not self.service.kafka_up:
             reasons.append(f"kafka unreachable: {self.producer.health.last_error}")
         if not self.replies.ready:

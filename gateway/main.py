@@ -5,16 +5,23 @@ processes sharing the port (gateway/supervisor.py)."""
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
 import socket
 import sys
+import threading
 from collections.abc import Sequence
+from types import FrameType
 
 import uvicorn
 
 from gateway.app import create_app
+from gateway.lifecycle import GatewayRuntime
 from gateway.supervisor import supervise
 from runtime.logs import configure_logging
 from runtime.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
 
 
 def run_gateway(settings: Settings) -> int:
@@ -34,13 +41,35 @@ def run_gateway(settings: Settings) -> int:
         log_config=None,  # keep our JSON logging
         timeout_graceful_shutdown=max(1, settings.gateway.max_timeout_ms // 1000),
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, app.runtime, settings.gateway.drain_seconds(settings.env))
     if settings.gateway.reuse_port:
         server.run(sockets=[_reuse_port_socket(settings.gateway.host, settings.gateway.port)])
     else:
         server.run()
     # uvicorn exits the process itself on a failed startup; here the server ran and stopped.
     return 0 if server.started else 1
+
+
+class DrainingServer(uvicorn.Server):
+    """SIGTERM first turns /ready to 503 for ``drain_s`` (new requests are still served while load
+    balancers notice), then stops accepting; uvicorn then waits for the requests in flight (up to
+    the longest deadline) and the lifespan closes the Kafka clients. SIGINT stops at once."""
+
+    def __init__(self, config: uvicorn.Config, runtime: GatewayRuntime, drain_s: float) -> None:
+        super().__init__(config)
+        self._runtime = runtime
+        self._drain_s = drain_s
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGTERM and self._drain_s > 0 and not self._runtime.draining:
+            self._runtime.draining = True
+            log.info("draining: /ready answers 503", extra={"seconds": self._drain_s})
+            timer = threading.Timer(self._drain_s, super().handle_exit, args=(sig, frame))
+            timer.daemon = True
+            timer.start()
+            return
+        self._runtime.draining = True
+        super().handle_exit(sig, frame)
 
 
 def _reuse_port_socket(host: str, port: int) -> socket.socket:

@@ -2,12 +2,13 @@
 
 Kafka and Redis (local processes unless KAFKA_BOOTSTRAP_SERVERS / REDIS_URL
 point elsewhere), the demo models, two workers serving every model and the
-gateway. Prints a working curl, then waits; Ctrl-C stops everything it started.
+gateway. Prints a working curl, then waits; Ctrl-C stops everything it started. A process that
+dies meanwhile is restarted with backoff (rtml/supervise.py).
 
 Each process it starts gets its own metrics port (:class:`MetricsPorts`, ``--worker-metrics-port``
 once per worker, ``--drift-metrics-port``): no port is derived from another. If a process exits
-while the others start (or later), ``rtml run`` says which one, its exit code and the last lines
-of its log, then stops the rest.
+while the others start, ``rtml run`` says which one, its exit code and the last lines of its log,
+then stops the rest; once up, it restarts whatever dies.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 from rtml import infra
 from rtml.stack import Stack, wait_http_ok, wait_prediction_ok
+from rtml.supervise import Supervisor
 from runtime.errors import StartupFailed
 from runtime.registry import ModelRegistry
 from runtime.settings import Settings
@@ -119,13 +121,8 @@ def _start(stack: Stack, settings: Settings, ports: MetricsPorts) -> str:
 
 
 def _watch(stack: Stack, stop: threading.Event) -> int:
-    """Wait for Ctrl-C (0); if a process exits first, report it (1)."""
-    while not stop.wait(1.0):
-        dead = [child for child in stack.children if not child.alive]
-        if dead:
-            for child in dead:
-                print(f"stopping: {child.exit_report()}", flush=True)
-            return 1
+    """Until Ctrl-C: a process that dies is restarted with backoff (rtml/supervise.py)."""
+    Supervisor(stack).watch(stop)
     return 0
 
 

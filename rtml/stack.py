@@ -35,6 +35,11 @@ class Child:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    args: list[str] = field(default_factory=list)
+    """The ``rtml`` command line it runs (to start it again)."""
+    extra_env: dict[str, str] = field(default_factory=dict)
+    restarts: int = 0
+    started_at: float = field(default_factory=time.monotonic)
 
     @property
     def alive(self) -> bool:
@@ -82,20 +87,32 @@ class Stack:
     children: list[Child] = field(default_factory=list)
 
     def spawn(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> Child:
+        child = Child(
+            name, self._popen(name, args, extra_env or {}), self._log_path(name), args, extra_env or {}
+        )
+        self.children.append(child)
+        return child
+
+    def restart(self, child: Child) -> None:
+        """Start an exited child again with the same command line, environment and log."""
+        child.process = self._popen(child.name, child.args, child.extra_env)
+        child.restarts += 1
+        child.started_at = time.monotonic()
+
+    def _log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def _popen(self, name: str, args: list[str], extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / f"{name}.log"
-        env = {**os.environ, **self.env, **(extra_env or {})}
-        with log_path.open("ab") as sink:
-            process = subprocess.Popen(
+        env = {**os.environ, **self.env, **extra_env}
+        with self._log_path(name).open("ab") as sink:
+            return subprocess.Popen(
                 [sys.executable, "-m", "rtml.cli", *args],
                 env=env,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        child = Child(name, process, log_path)
-        self.children.append(child)
-        return child
 
     def worker(self, name: str, models: list[str], extra_env: dict[str, str] | None = None) -> Child:
         args = ["worker"]

@@ -168,6 +168,10 @@ class GatewaySettings(BaseModel):
     model_rates: dict[str, float] = Field(default_factory=dict)
     """Requests per second per model, shared by every gateway (e.g. ``{"fraud_detector": 500}``);
     models not listed are not limited. Keys have their own rate (``rtml keys create --rate``)."""
+    drain_s: float | None = Field(default=None, ge=0, le=300)
+    """On SIGTERM, keep serving this long with ``/ready`` answering 503 (so load balancers and
+    Kubernetes stop sending new requests), then stop accepting and answer what is in flight before
+    exiting. None: 5 s when ``env: production``, else 0 (SIGINT never waits)."""
     max_in_flight: int = Field(default=4096, ge=1)
     """Admission control: requests waiting on Kafka at once; beyond it a request is answered 503
     with Retry-After at once, so an overload cannot grow the gateway's memory without bound."""
@@ -175,6 +179,11 @@ class GatewaySettings(BaseModel):
     """API keys (``rtml keys create``): ``required`` checks ``Authorization: Bearer KEY`` or
     ``X-API-Key: KEY`` on every endpoint but liveness and readiness; None: required when
     ``env: production``, else off."""
+
+    def drain_seconds(self, env: str) -> float:
+        if self.drain_s is not None:
+            return self.drain_s
+        return 5.0 if env == "production" else 0.0
 
     def auth_required(self, env: str) -> bool:
         return self.auth == "required" or (self.auth is None and env == "production")
