@@ -40,6 +40,8 @@ def run_gateway(settings: Settings) -> int:
         backlog=settings.gateway.backlog,
         log_config=None,  # keep our JSON logging
         timeout_graceful_shutdown=max(1, settings.gateway.max_timeout_ms // 1000),
+        ssl_certfile=settings.gateway.tls_certfile,
+        ssl_keyfile=settings.gateway.tls_keyfile,
     )
     server = DrainingServer(config, app.runtime, settings.gateway.drain_seconds(settings.env))
     if settings.gateway.reuse_port:

@@ -133,7 +133,7 @@ class PredictionService:
         request_id = request_id or uuid.uuid4().hex
         worker_reads_cache = use_cache
         if use_cache and len(features) == 1 and self._cache.available:
-            hit = await self._from_cache(request_id, model, metadata, features[0], routed.route)
+            hit = await self._from_cache(request_id, model, metadata, features[0], routed.route, timeout_s)
             if hit is not None:
                 return hit
             worker_reads_cache = False  # just looked it up: a second read would miss as well
@@ -149,7 +149,13 @@ class PredictionService:
         return replace(result, task=metadata.task, route=routed.route)
 
     async def _from_cache(
-        self, request_id: str, model: str, metadata: ModelMetadata, row: Sequence[float], route: Route
+        self,
+        request_id: str,
+        model: str,
+        metadata: ModelMetadata,
+        row: Sequence[float],
+        route: Route,
+        timeout_s: float,
     ) -> Prediction | None:
         version, task = metadata.version, metadata.task
         tag = version_tag(version, metadata.onnx_sha256)
@@ -162,7 +168,10 @@ class PredictionService:
         metrics.CACHE.labels(model, version, "hit").inc()
         metrics.SERVED.add(model, version, route, 1)
         label, probabilities = cached
-        self._log_cache_hit(request_id, model, version, row, label, probabilities, task, route)
+        logged = self._log_cache_hit(request_id, model, version, row, label, probabilities, task, route)
+        if logged is not None and not await _within(logged, timeout_s):
+            metrics.CACHE.labels(model, version, "unlogged").inc()
+            return None  # not answered from a record that may be lost: the worker path logs durably
         scores = [probabilities] if probabilities else None
         return Prediction(request_id, model, version, [label], scores, True, task, route)
 
@@ -176,7 +185,9 @@ class PredictionService:
         probabilities: list[float] | None,
         task: str,
         route: Route,
-    ) -> None:
+    ) -> asyncio.Future[bool] | None:
+        """Produce the hit's log record; with ``durable_hit_log`` a future of its acknowledgement
+        (None otherwise: the callback would wake the event loop once per hit for nothing)."""
         at_ms = now_ms()
         record = encode_prediction_record(
             request_id=request_id,
@@ -194,12 +205,30 @@ class PredictionService:
             top_probability=task == "classification",
             route=route,
         )
+        if not self._gateway.durable_hit_log:
+            try:
+                self._producer.produce(
+                    self._kafka.predictions_topic, record, request_id.encode(), on_delivery=_count_log_error
+                )
+            except Exception:  # BufferError or a closed producer: the answer still goes out
+                metrics.LOG_ERRORS.inc()
+            return None
+        logged: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        loop = logged.get_loop()
+
+        def delivered(error: KafkaError | None, _message: Message) -> None:  # the producer's thread
+            _count_log_error(error, _message)
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_settle, logged, error is None)
+
         try:
             self._producer.produce(
-                self._kafka.predictions_topic, record, request_id.encode(), on_delivery=_count_log_error
+                self._kafka.predictions_topic, record, request_id.encode(), on_delivery=delivered
             )
-        except Exception:  # BufferError or a closed producer: the answer still goes out
+        except Exception:
             metrics.LOG_ERRORS.inc()
+            logged.set_result(False)
+        return logged
 
     async def _round_trip(
         self,
@@ -294,6 +323,19 @@ class PredictionService:
 def _count_log_error(error: KafkaError | None, _message: Message) -> None:
     if error is not None:
         metrics.LOG_ERRORS.inc()
+
+
+async def _within(future: asyncio.Future[bool], timeout_s: float) -> bool:
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await asyncio.shield(future)
+    except TimeoutError:
+        return False
+
+
+def _settle(future: asyncio.Future[bool], ok: bool) -> None:
+    if not future.done():
+        future.set_result(ok)
 
 
 def _decode_reply(reply: Reply, request_id: str, model: str, version: str, rows: int) -> Prediction:

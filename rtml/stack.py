@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -129,10 +130,11 @@ class Stack:
         self.children.clear()
 
 
-def _fails(request: urllib.request.Request, timeout_s: float) -> str | None:
+def _fails(request: urllib.request.Request, timeout_s: float, cafile: str | None = None) -> str | None:
     """None if ``request`` is answered 200, else why not."""
+    context = ssl.create_default_context(cafile=cafile) if cafile else None
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=timeout_s, context=context) as response:  # noqa: S310
             return None if response.status == 200 else f"HTTP {response.status}"
     except urllib.error.HTTPError as exc:
         return f"HTTP {exc.code}: {exc.read()[:300]!r}"
@@ -140,14 +142,21 @@ def _fails(request: urllib.request.Request, timeout_s: float) -> str | None:
         return str(exc)
 
 
-def wait_http_ok(url: str, timeout_s: float, child: Child | None = None, watch: Iterable[Child] = ()) -> None:
-    """Poll ``url`` until it answers 200; fail early if ``child`` (or any of ``watch``) exits."""
+def wait_http_ok(
+    url: str,
+    timeout_s: float,
+    child: Child | None = None,
+    watch: Iterable[Child] = (),
+    cafile: str | None = None,
+) -> None:
+    """Poll ``url`` until it answers 200; fail early if ``child`` (or any of ``watch``) exits.
+    ``cafile``: the CA to verify an https URL with."""
     watched = [*([child] if child is not None else []), *watch]
     deadline = time.monotonic() + timeout_s
     last = "no answer"
     while time.monotonic() < deadline:
         check_alive(watched)
-        failure = _fails(urllib.request.Request(url), timeout_s=2)  # noqa: S310 - our own loopback URL
+        failure = _fails(urllib.request.Request(url), timeout_s=2, cafile=cafile)  # noqa: S310 - loopback
         if failure is None:
             return
         last = failure

@@ -166,7 +166,7 @@ class RateLimited(RtmlError):
     code = "rate_limited"
     dead_letter_reason = "invalid_request"
 
-    def __init__(self, message: str, retry_after_s: float, limit: float) -> None:
+    def __init__(self, message: str, retry_after_s: float | None = 1.0, limit: float = 0.0) -> None:
         super().__init__(message, retry_after_s)
         self.limit = limit
 

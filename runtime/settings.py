@@ -168,10 +168,20 @@ class GatewaySettings(BaseModel):
     model_rates: dict[str, float] = Field(default_factory=dict)
     """Requests per second per model, shared by every gateway (e.g. ``{"fraud_detector": 500}``);
     models not listed are not limited. Keys have their own rate (``rtml keys create --rate``)."""
+    tls_certfile: Path | None = None
+    """Serve HTTPS with this certificate (PEM; with its chain). Both this and ``tls_keyfile``, or neither."""
+    tls_keyfile: Path | None = None
+    """The certificate's private key (PEM). Read at start; never logged."""
     drain_s: float | None = Field(default=None, ge=0, le=300)
     """On SIGTERM, keep serving this long with ``/ready`` answering 503 (so load balancers and
     Kubernetes stop sending new requests), then stop accepting and answer what is in flight before
     exiting. None: 5 s when ``env: production``, else 0 (SIGINT never waits)."""
+    durable_hit_log: bool = False
+    """Answer a cache hit only once its prediction-log record is acknowledged (acks=all): no hit
+    goes unlogged even if the gateway crashes or Kafka is down longer than the producer's timeout,
+    at the cost of a broker round trip per hit; an unacknowledged hit is served through a worker
+    instead. Off: hits are answered at once and logged in the background (a failure is counted in
+    rtml_gateway_log_errors_total)."""
     max_in_flight: int = Field(default=4096, ge=1)
     """Admission control: requests waiting on Kafka at once; beyond it a request is answered 503
     with Retry-After at once, so an overload cannot grow the gateway's memory without bound."""
@@ -195,6 +205,8 @@ class GatewaySettings(BaseModel):
                 f"default_timeout_ms ({self.default_timeout_ms}) exceeds "
                 f"max_timeout_ms ({self.max_timeout_ms})"
             )
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("tls_certfile and tls_keyfile go together: set both for HTTPS, or neither")
         return self
 
 
@@ -203,6 +215,11 @@ class WorkerSettings(BaseModel):
 
     group_prefix: str = "rtml.workers."
     """Workers of model NAME join consumer group prefix + NAME."""
+    exactly_once: bool = False
+    """Kafka transactions: each consumed batch's log records, dead letters and offsets are committed
+    together, so a ``read_committed`` reader of the log sees exactly one record per request row,
+    even across a kill -9 (replies stay outside: a re-served batch's second reply is ignored by
+    the gateway). Costs a transaction commit per batch (bench/RESULTS.md)."""
     max_batch_rows: int = Field(default=256, ge=1)
     """Upper bound on rows run through ONNX Runtime in one call."""
     max_batch_delay_ms: float = Field(default=0.0, ge=0)

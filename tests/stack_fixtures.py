@@ -131,8 +131,10 @@ def stack_factory(
         redis: str | None = None,
         extra_env: dict[str, str] | None = None,
         registry: Path | None = None,
+        cafile: str | None = None,
     ) -> RunningStack:
-        """``registry``: a private registry root for a test that changes it (default: the shared one)."""
+        """``registry``: a private registry root for a test that changes it (default: the shared one).
+        ``cafile``: the gateway serves HTTPS (``extra_env`` sets its certificate), verified with it."""
         namespace = Namespace()
         root = registry or registry_root
         bootstrap = bootstrap or kafka_bootstrap
@@ -164,8 +166,8 @@ def stack_factory(
                 )
             )
         gateway = stack.gateway()
-        base_url = f"http://127.0.0.1:{port}"
-        wait_http_ok(f"{base_url}/ready", timeout_s=60, child=gateway)
+        base_url = f"{'https' if cafile else 'http'}://127.0.0.1:{port}"
+        wait_http_ok(f"{base_url}/ready", timeout_s=60, child=gateway, cafile=cafile)
         for url, child in zip(metrics_urls, worker_children, strict=True):
             wait_http_ok(url, timeout_s=60, child=child)
         return RunningStack(

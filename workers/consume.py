@@ -8,17 +8,22 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from runtime.kafka import REQUEST_CONSUMER, new_consumer
+from runtime.kafka import EXACTLY_ONCE_CONSUMER, REQUEST_CONSUMER, new_consumer
 from runtime.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
 
 class RequestConsumer:
-    def __init__(self, kafka: KafkaSettings, group: str, topic: str, client_id: str) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, group: str, topic: str, client_id: str, exactly_once: bool = False
+    ) -> None:
         # REQUEST_CONSUMER never stores an offset itself: store() below does, once the batch's
-        # outcome is durable; the auto-committer commits only what was stored.
-        self._consumer = new_consumer(kafka, REQUEST_CONSUMER, {"group.id": group, "client.id": client_id})
+        # outcome is durable; the auto-committer commits only what was stored. With exactly_once
+        # the offsets are committed by the producer's transaction instead.
+        profile = EXACTLY_ONCE_CONSUMER if exactly_once else REQUEST_CONSUMER
+        self._exactly_once = exactly_once
+        self._consumer = new_consumer(kafka, profile, {"group.id": group, "client.id": client_id})
         self._consumer.subscribe([topic], on_revoke=self._on_revoke)
         self.topic = topic
         self.before_revoke: Callable[[], object] = lambda: None
@@ -28,6 +33,8 @@ class RequestConsumer:
         # Settle what is in flight, then commit what is stored, before another member takes
         # these partitions over (else it serves the unsettled batches again).
         self.before_revoke()
+        if self._exactly_once:
+            return  # committed with each batch's transaction; nothing is ever stored here
         try:
             consumer.commit(asynchronous=False)
         except KafkaException as exc:
@@ -74,6 +81,14 @@ class RequestConsumer:
                 # No longer ours: the new owner starts from the last committed offset, which is
                 # at or before these messages, so they are served again there.
                 log.warning("rewind skipped", extra={"partition": partition.partition, "error": str(exc)})
+
+    def transaction_offsets(self, messages: Sequence[Message]) -> list[TopicPartition]:
+        """What a transaction commits for ``messages``: per partition, the offset after the last."""
+        return _next_offsets(messages, max)
+
+    def group_metadata(self) -> object:
+        """For send_offsets_to_transaction: fences a zombie worker by the group's generation."""
+        return self._consumer.consumer_group_metadata()
 
     def close(self) -> None:
         self._consumer.close()  # commits stored offsets and leaves the group

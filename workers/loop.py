@@ -30,6 +30,7 @@ from workers.inflight import BatchTicket, InFlight
 from workers.outbox import DurableOutbox
 from workers.pipeline import Pipeline
 from workers.reply import ReplySender
+from workers.transactional import TransactionalOutbox
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,15 @@ class ModelWorker:
         self._runtimes = RuntimeTable(
             registry, model, threads=settings.worker.ort_threads, policy=policy, artifacts=artifacts
         )
-        self._outbox = DurableOutbox(settings.kafka, client_id=f"{worker_id}-{model}-log")
+        self._exactly_once = settings.worker.exactly_once
+        self._outbox: DurableOutbox | TransactionalOutbox
+        if self._exactly_once:
+            group = f"{settings.worker.group_prefix}{model}"
+            self._outbox = TransactionalOutbox(
+                settings.kafka, f"{worker_id}-{model}-log", transactional_id=f"{group}.{worker_id}"
+            )
+        else:
+            self._outbox = DurableOutbox(settings.kafka, client_id=f"{worker_id}-{model}-log")
         self._replies = ReplySender(settings.kafka, client_id=f"{worker_id}-{model}-replies")
         # Every delivery report arrives within its producer's message.timeout.ms (the profiles in
         # runtime/kafka/profiles.py): wait that long for the oldest batch, a margin more to drain.
@@ -75,6 +84,7 @@ class ModelWorker:
             group=f"{settings.worker.group_prefix}{model}",
             topic=settings.kafka.request_topic(model),
             client_id=f"{worker_id}-{model}",
+            exactly_once=self._exactly_once,
         )
         self._pipeline = Pipeline(settings, self._runtimes, cache, self._outbox, self._replies, worker_id)
         self._in_flight = InFlight(self._consumer.store, self._consumer.rewind)
@@ -137,11 +147,24 @@ class ModelWorker:
         return settled
 
     def _process(self, batch: list[Message]) -> None:
+        if isinstance(self._outbox, TransactionalOutbox):
+            self._process_in_transaction(self._outbox, batch)
+            return
         ticket = BatchTicket(batch)
         self._outbox.track(ticket)
         self._replies.track(ticket)
         self._pipeline.process(batch)
         self._in_flight.add(ticket)
+
+    def _process_in_transaction(self, outbox: TransactionalOutbox, batch: list[Message]) -> None:
+        """worker.exactly_once: the batch's output and offsets commit together, or the batch is
+        consumed again (nothing of it visible to read_committed readers)."""
+        self._replies.track(BatchTicket(batch))
+        outbox.begin()
+        self._pipeline.process(batch)
+        if not outbox.commit(batch, self._consumer):
+            metrics.REDELIVERIES.labels(self.model).inc()
+            self._consumer.rewind(batch)
 
     def _settle(self, wait: bool) -> tuple[int, bool]:
         """Serve delivery callbacks and store finished batches; with ``wait``, block until the

@@ -8,11 +8,19 @@ offsets only when its ticket says all were acknowledged (at-least-once, see
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from confluent_kafka import KafkaException
 
 from runtime.kafka import DURABLE_PRODUCER, KafkaProducer, QueueFull
 from runtime.settings import KafkaSettings
 from workers.inflight import BatchTicket
+
+
+class Outbox(Protocol):
+    """Where a batch's log records and dead letters go (DurableOutbox, or TransactionalOutbox)."""
+
+    def send(self, topic: str, value: bytes, key: bytes | None = None) -> None: ...
 
 
 class DurableOutbox:

@@ -33,7 +33,7 @@ from workers import codec, metrics
 from workers.cache import WorkerCache
 from workers.codec import DecodedRequest, Rejected
 from workers.inference import ModelRuntime, RuntimeTable
-from workers.outbox import DurableOutbox
+from workers.outbox import Outbox
 from workers.reply import ReplySender
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class Pipeline:
         settings: Settings,
         runtimes: RuntimeTable,
         cache: WorkerCache,
-        outbox: DurableOutbox,
+        outbox: Outbox,
         replies: ReplySender,
         worker_id: str,
     ) -> None:

@@ -17,6 +17,8 @@ profile             used by                      delivery
 ==================  ===========================  =============================================
 REQUEST_CONSUMER    workers/consume.py           auto.offset.store off; auto-commit of stored
 DURABLE_PRODUCER    workers/outbox.py            acks=all, idempotent; log and dead letters
+EXACTLY_ONCE_CONSUMER workers/consume.py         worker.exactly_once: offsets go in the transaction
+TRANSACTIONAL_PRODUCER workers/transactional.py  worker.exactly_once: a batch's log + offsets, atomic
 REPLY_PRODUCER      workers/reply.py             acks=1, linger 0; latency first
 REQUEST_PRODUCER    gateway/lifecycle.py         acks=all, idempotent; requests, cache-hit log
 REPLY_CONSUMER      gateway/replies.py           manual assignment; never commits
@@ -79,6 +81,7 @@ from runtime.kafka.profiles import (
     CONTROL_READER,
     CONTROL_WRITER,
     DURABLE_PRODUCER,
+    EXACTLY_ONCE_CONSUMER,
     LAG_PROBE,
     LOG_READER,
     PROFILES,
@@ -86,6 +89,7 @@ from runtime.kafka.profiles import (
     REPLY_PRODUCER,
     REQUEST_CONSUMER,
     REQUEST_PRODUCER,
+    TRANSACTIONAL_PRODUCER,
     Profile,
 )
 from runtime.kafka.topics import (
@@ -112,6 +116,7 @@ __all__ = [
     "CONTROL_WRITER",
     "DELIVERY_REPORT_MARGIN_S",
     "DURABLE_PRODUCER",
+    "EXACTLY_ONCE_CONSUMER",
     "LAG_PROBE",
     "LOG_READER",
     "PROFILES",
@@ -121,6 +126,7 @@ __all__ = [
     "REQUEST_PRODUCER",
     "STATE_TABLE",
     "STEPS_TABLE",
+    "TRANSACTIONAL_PRODUCER",
     "BrokerHealth",
     "DeliveryCallback",
     "KafkaProducer",

@@ -116,6 +116,13 @@ class KafkaProducer:
         """Serve delivery callbacks."""
         self._producer.poll(timeout_s)
 
+    @property
+    def transactions(self) -> Producer:
+        """The underlying producer, for the transaction calls of a TRANSACTIONAL_PRODUCER."""
+        if "transactional.id" not in self.profile.required:
+            raise ValueError(f"profile {self.profile.name} is not transactional")
+        return self._producer
+
     def flush(self, timeout_s: float) -> int:
         """Wait for every acknowledgement (serving callbacks); returns how many are still missing."""
         return int(self._producer.flush(timeout_s))

@@ -106,6 +106,45 @@ REQUEST_CONSUMER = Profile(
     required=frozenset({"group.id"}),
 )
 
+EXACTLY_ONCE_CONSUMER = Profile(
+    "exactly-once-consumer",
+    "consumer",
+    {
+        # worker.exactly_once: offsets are committed inside the producer's transaction
+        # (send_offsets_to_transaction), never by the consumer itself.
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "queued.max.messages.kbytes": 8192,
+        "partition.assignment.strategy": "cooperative-sticky",
+        "session.timeout.ms": 10000,
+        "heartbeat.interval.ms": 1000,
+        # Requests a transactional producer aborted are not requests.
+        "isolation.level": "read_committed",
+    },
+    from_settings={"fetch.wait.max.ms": "fetch_wait_max_ms"},
+    required=frozenset({"group.id"}),
+)
+
+TRANSACTIONAL_PRODUCER = Profile(
+    "transactional-producer",
+    "producer",
+    {
+        # One transaction per consumed batch: its log records, dead letters and the batch's
+        # offsets become visible to read_committed readers together, or not at all.
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": 1,
+        "compression.type": "lz4",
+        # A worker killed mid-transaction holds back read_committed readers until the broker
+        # aborts it: keep that short (the next owner of its partitions re-serves the batch).
+        "transaction.timeout.ms": 10000,
+        # librdkafka requires message.timeout.ms <= transaction.timeout.ms.
+        "message.timeout.ms": 10000,
+    },
+    required=frozenset({"transactional.id"}),
+)
+
 DURABLE_PRODUCER = Profile(
     "durable-producer",
     "producer",
@@ -306,6 +345,8 @@ ADMIN = Profile("admin", "admin")
 
 PROFILES: tuple[Profile, ...] = (
     REQUEST_CONSUMER,
+    EXACTLY_ONCE_CONSUMER,
+    TRANSACTIONAL_PRODUCER,
     DURABLE_PRODUCER,
     REPLY_PRODUCER,
     REQUEST_PRODUCER,

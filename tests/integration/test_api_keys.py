@@ -137,18 +137,24 @@ def test_rates_per_key_and_per_model_are_shared_by_every_gateway(stack_factory: 
     fast = create(stack, "fast", "predict")
     body = {"model_name": "iris_classifier", "features": ROW}
 
+    spans: list[float] = []
+
     def burst(key: str, n: int) -> list[httpx.Response]:
-        return [
+        started = time.monotonic()
+        answers = [
             httpx.post(f"{url}/api/v1/predict", json=body, headers={"X-API-Key": key}, timeout=10)
             for url in [stack.base_url, second_url] * (n // 2)
         ]
+        spans.append(time.monotonic() - started)
+        return answers
 
     wait_until(lambda: burst(fast, 2)[-1].status_code == 200)
     time.sleep(1.5)  # let both buckets fill again
     answers = burst(slow, 12)
     allowed = [r for r in answers if r.status_code == 200]
     limited = [r for r in answers if r.status_code == 429]
-    assert 3 <= len(allowed) <= 5 and limited, [r.status_code for r in answers]  # 3/s: not 3 per gateway
+    # 3 a second with a burst of 3, shared: not 3 per gateway (plus what refills while it runs)
+    assert 3 <= len(allowed) <= 4 + 3 * spans[-1] and limited, [r.status_code for r in answers]
     refused = limited[0]
     assert (
         refused.json()["error"]["code"] == "rate_limited"
@@ -161,6 +167,6 @@ def test_rates_per_key_and_per_model_are_shared_by_every_gateway(stack_factory: 
     model_answers = burst(fast, 30)  # the key has no rate; the model allows 8 a second
     model_limited = [r for r in model_answers if r.status_code == 429]
     assert model_limited and "model 'iris_classifier'" in model_limited[0].json()["error"]["message"]
-    assert 8 <= sum(r.status_code == 200 for r in model_answers) <= 14
+    assert 8 <= sum(r.status_code == 200 for r in model_answers) <= 9 + 8 * spans[-1]
     ready = httpx.get(f"{stack.base_url}/ready", timeout=10).json()
     assert ready["rate_limits"] == "shared through Redis"

@@ -48,11 +48,22 @@ def test_rtml_run_prints_a_working_curl_and_stops_cleanly(tmp_path: Path, regist
         assert orjson.loads(answer.stdout).get("prediction") == 0, answer.stdout
         children = _children(process.pid)
         assert len(children) >= 3  # two workers and the gateway (plus Kafka and Redis, detached)
+        # Issue 11: a worker killed -9 is restarted; the stack keeps serving.
+        killed = next(pid for pid in children if b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes())
+        os.kill(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while not [p for p in _children(process.pid) if p not in children and _is_worker(p)]:
+            assert time.monotonic() < deadline, "the killed worker was not restarted within 20 s"
+            time.sleep(0.2)
+        again = subprocess.run(shlex.split(curl), capture_output=True, text=True, timeout=20, check=True)
+        assert orjson.loads(again.stdout).get("prediction") == 0, again.stdout
+        children = _children(process.pid)
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
     assert "stopped." in output
+    assert re.search(r"restarted worker-\d \(restart 1; 1 in total\)", output), output
     time.sleep(0.5)
     assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
 
@@ -71,6 +82,13 @@ def _read_curl(process: subprocess.Popen[str], timeout_s: float) -> str:
             command = line.strip().rstrip("\\") + " " + continuation.strip()
             return re.sub(r"^curl", "curl --max-time 15", command)
     raise AssertionError(f"no curl printed by `rtml run`:\n{''.join(lines)}")
+
+
+def _is_worker(pid: int) -> bool:
+    try:
+        return b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def _children(pid: int) -> list[int]:

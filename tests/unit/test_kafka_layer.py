@@ -17,7 +17,7 @@ from tests.paths import REPO_ROOT
 KAFKA = KafkaSettings(
     fetch_wait_max_ms=250, delivery_timeout_ms=12_000, security={"security.protocol": "SSL"}
 )
-IDS = {"group.id": "g", "auto.offset.reset": "latest", "message.timeout.ms": 7000}
+IDS = {"group.id": "g", "auto.offset.reset": "latest", "message.timeout.ms": 7000, "transactional.id": "t"}
 
 
 def props(profile: rk.Profile, kafka: KafkaSettings = KAFKA) -> dict[str, Any]:
@@ -30,6 +30,13 @@ PRODUCERS = [p for p in rk.PROFILES if p.kind == "producer"]
 
 
 # ---- delivery guarantees, as ARCHITECTURE.md states them -----------------------------------
+
+
+def test_exactly_once_commits_offsets_only_inside_transactions() -> None:
+    consumer, producer = props(rk.EXACTLY_ONCE_CONSUMER), props(rk.TRANSACTIONAL_PRODUCER)
+    assert consumer["enable.auto.commit"] is False and consumer["isolation.level"] == "read_committed"
+    assert producer["transactional.id"] == "t" and producer["acks"] == "all"
+    assert producer["transaction.timeout.ms"] <= 10_000  # a killed worker holds readers back this long
 
 
 def test_request_consumer_commits_only_what_the_loop_stored() -> None:

@@ -5,7 +5,6 @@ its log, and every port it is given is its own. (The real command: tests/integra
 from __future__ import annotations
 
 import signal
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from rtml import run as run_module
 from rtml.infra import InfraEndpoints
 from rtml.run import MetricsPorts, run_stack
 from rtml.stack import Child, Stack, check_alive, wait_http_ok, wait_prediction_ok
+from rtml.supervise import Supervisor
 from runtime.errors import StartupFailed
 from runtime.settings import Settings, load_settings
 from tests.model_fixtures import DemoModels
@@ -146,14 +146,19 @@ def test_a_process_dying_at_start_up_is_reported_and_everything_stops(
     }
 
 
-def test_a_process_exiting_later_is_reported_with_its_log(
+def test_a_process_exiting_later_is_reported_with_its_log_and_scheduled_for_restart(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Issue 11: once up, rtml run restarts what dies (the restart itself: tests/integration)."""
     stack = Stack(env={}, log_dir=tmp_path)
     stack.children += [child(tmp_path, "gateway"), child(tmp_path, "drift", 2, "faust: lost its changelog")]
-    assert run_module._watch(stack, threading.Event()) == 1
+    supervisor = Supervisor(stack)
+    supervisor.tick()
     out = capsys.readouterr().out
-    assert f"stopping: drift exited with code 2; last lines of {tmp_path / 'drift.log'}:\nfaust" in out
+    assert "drift died; restarting it in 1 s: drift exited with code 2; last lines of" in out
+    assert "faust: lost its changelog" in out and "gateway" not in out
+    supervisor.tick()  # not due yet: no second report, no restart
+    assert capsys.readouterr().out == "" and supervisor.restarts == 0
 
 
 def test_bad_ports_stop_rtml_run_before_it_starts_anything(
