@@ -70,6 +70,10 @@ class Namespace:
             "RTML_KAFKA__REPLY_TOPIC_PREFIX": f"bench{self.tag}.replies.",
             "RTML_WORKER__GROUP_PREFIX": f"bench{self.tag}.workers.",
             "RTML_REDIS__KEY_PREFIX": f"bench{self.tag}:p:",
+            "RTML_KAFKA__CONTROL_TOPIC": f"bench{self.tag}.control",
+            "RTML_KAFKA__MODEL_EVENTS_TOPIC": f"bench{self.tag}.model-events",
+            "RTML_KAFKA__ARTIFACTS_TOPIC": f"bench{self.tag}.artifacts",
+            "RTML_REDIS__FLEET_PREFIX": f"bench{self.tag}:fleet:",
             "RTML_GATEWAY__INSTANCE_ID": f"bench-{self.tag}",
         }
 

@@ -21,7 +21,7 @@ from gateway.limits import RateLimiter
 from gateway.model_table import ModelEntry, ModelTable
 from gateway.replies import ReplyRouter
 from gateway.service import PredictionService
-from runtime.artifacts import ArtifactStore, fetch_missing
+from runtime.artifacts import ArtifactStore
 from runtime.canary import CanaryController
 from runtime.control import ControlView, ControlWriter
 from runtime.drift_state import aread_drift_state
@@ -40,6 +40,7 @@ from runtime.model_admin import ModelAdmin
 from runtime.registry import ModelRegistry
 from runtime.settings import Settings
 from schemas.control import ModelPolicy
+from schemas.model_metadata import ModelMetadata
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class GatewayRuntime:
         self._following = False
         self.control_writer = ControlWriter(kafka, f"{self.instance_id}-control-writer")
         self.artifacts = ArtifactStore(kafka, f"{self.instance_id}-artifacts")
+        self._remote: dict[tuple[str, str, str], ModelMetadata] = {}
         self.fleet = FleetReporter(
             settings.redis,
             "gateway",
@@ -119,9 +121,30 @@ class GatewayRuntime:
         """Fetch versions built on other machines, then re-read the registry and the policies: the
         table every request routes by."""
         policies = self.control.policies()
+        snapshot = self.registry.snapshot()
         for policy in policies.values():
-            fetch_missing(self.artifacts, self.registry, policy)
-        self.models.update(self.registry.snapshot(), policies)
+            local = snapshot.setdefault(policy.model, {})
+            for version, sha in policy.versions.items():
+                if version in local or version in policy.retired:
+                    continue
+                remote = self._remote_metadata(policy.model, version, sha)
+                if remote is not None:
+                    local[version] = remote
+        self.models.update({name: versions for name, versions in snapshot.items() if versions}, policies)
+
+    def _remote_metadata(self, model: str, version: str, sha: str) -> ModelMetadata | None:
+        """Metadata of a version built on another machine (cached; the gateway needs no ONNX)."""
+        key = (model, version, sha)
+        if key not in self._remote:
+            try:
+                self._remote[key] = self.artifacts.fetch_metadata(model, version, sha)
+            except RtmlError as exc:
+                log.error(
+                    "cannot fetch model metadata",
+                    extra={"model": model, "version": version, "error": exc.message},
+                )
+                return None
+        return self._remote[key]
 
     def _policy_changed(self, policy: ModelPolicy) -> None:
         if self._following:  # at boot, one refresh after the whole topic was read

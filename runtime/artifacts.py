@@ -128,7 +128,25 @@ class ArtifactStore:
         log.info("artifact fetched", extra={"model": model, "version": version, "bytes": len(onnx)})
         return registered
 
-    def _read(self, model: str, version: str, sha: str) -> tuple[dict[str, Any] | None, dict[int, bytes]]:
+    def fetch_metadata(self, model: str, version: str, expected_sha: str) -> ModelMetadata:
+        """Only the metadata of a version (what a gateway routes and validates by): the manifest,
+        not the model bytes, so a gateway never loads ONNX tooling for versions built elsewhere."""
+        manifest, _chunks = self._read(model, version, expected_sha, with_chunks=False)
+        if manifest is None:
+            raise ArtifactMissing(f"no artifact of model '{model}' v{version} on {self._topic}")
+        if manifest["onnx_sha256"] != expected_sha:
+            raise ChecksumMismatch(
+                f"artifact manifest of '{model}' v{version} names sha256 {manifest['onnx_sha256']}; "
+                f"the control plane recorded {expected_sha}: refused"
+            )
+        metadata = ModelMetadata.from_json(str(manifest["metadata"]).encode())
+        if metadata.onnx_sha256 != expected_sha or (metadata.name, metadata.version) != (model, version):
+            raise ChecksumMismatch(f"artifact metadata of '{model}' v{version} does not match its manifest")
+        return metadata
+
+    def _read(
+        self, model: str, version: str, sha: str, with_chunks: bool = True
+    ) -> tuple[dict[str, Any] | None, dict[int, bytes]]:
         manifest_key = f"{model}/{version}/manifest".encode()
         chunk_prefix = f"{model}/{version}/{sha}/".encode()
         consumer = new_consumer(
@@ -154,7 +172,7 @@ class ArtifactStore:
                 key, value = message.key() or b"", message.value()
                 if key == manifest_key:
                     manifest = orjson.loads(value) if value is not None else None
-                elif key.startswith(chunk_prefix) and value is not None:
+                elif with_chunks and key.startswith(chunk_prefix) and value is not None:
                     chunks[int(key[len(chunk_prefix) :])] = value
         finally:
             consumer.close()

@@ -6,6 +6,7 @@ import json
 import pickle
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,15 @@ from tests.paths import REPO_ROOT
 
 
 @pytest.fixture
-def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str) -> Path:
+    """A private registry, and private control-plane topics on the test broker (an import records
+    the new version there)."""
+    tag = uuid.uuid4().hex[:8]
     monkeypatch.setenv("RTML_REGISTRY__ROOT", str(tmp_path / "registry"))
+    monkeypatch.setenv("RTML_KAFKA__BOOTSTRAP_SERVERS", kafka_bootstrap)
+    monkeypatch.setenv("RTML_KAFKA__CONTROL_TOPIC", f"t{tag}.control")
+    monkeypatch.setenv("RTML_KAFKA__MODEL_EVENTS_TOPIC", f"t{tag}.model-events")
+    monkeypatch.setenv("RTML_KAFKA__ARTIFACTS_TOPIC", f"t{tag}.artifacts")
     return tmp_path / "registry"
 
 
@@ -82,6 +90,7 @@ def test_cli_entry_point_in_a_fresh_process(root: Path, model_file: tuple[Path, 
     )
     assert done.returncode == 0, done.stderr
     assert "registered fresh v1" in done.stdout and ModelRegistry(root).latest("fresh") == "1"
+    assert "fresh v1 is the default version" in done.stdout  # a new model's first version serves
 
 
 def test_dbscan_graph_matches_the_numpy_rule() -> None:
