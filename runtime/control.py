@@ -41,7 +41,7 @@ from schemas.control import EventAction, ModelEvent, ModelPolicy
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.5
+POLL_S = 1.0
 BOOT_TIMEOUT_S = 30.0
 """How long a process waits at start to read the control topic to its end before giving up."""
 
