@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from gateway.lifecycle import GatewayRuntime
+from gateway.openapi import CanaryBody, TrafficBody, VersionBody, error_responses, request_body
 from gateway.v1 import read_json
 from runtime.errors import InvalidInput, Unavailable
 from runtime.fleet import parse_fleet
@@ -73,21 +74,23 @@ def add_admin_routes(app: FastAPI, runtime: GatewayRuntime, limit: int) -> None:
             )
         return _json({"model": name, "change": policy.change, **runtime.describe(name)})
 
-    @app.post(f"{prefix}/promote")
+    changes = error_responses(400, 401, 403, 404, 409, 413, 422, 503)
+
+    @app.post(f"{prefix}/promote", responses=changes, openapi_extra=request_body(VersionBody), tags=["admin"])
     async def promote(name: str, request: Request) -> Response:
         version = _version(await read_json(request, limit))
         return await change(name, lambda: runtime.admin.promote(name, version))
 
-    @app.post(f"{prefix}/rollback")
+    @app.post(f"{prefix}/rollback", responses=changes, tags=["admin"])
     async def rollback(name: str) -> Response:
         return await change(name, lambda: runtime.admin.rollback(name))
 
-    @app.post(f"{prefix}/retire")
+    @app.post(f"{prefix}/retire", responses=changes, openapi_extra=request_body(VersionBody), tags=["admin"])
     async def retire(name: str, request: Request) -> Response:
         version = _version(await read_json(request, limit))
         return await change(name, lambda: runtime.admin.retire(name, version))
 
-    @app.put(f"{prefix}/traffic")
+    @app.put(f"{prefix}/traffic", responses=changes, openapi_extra=request_body(TrafficBody), tags=["admin"])
     async def traffic(name: str, request: Request) -> Response:
         body = await read_json(request, limit)
         split, shadow = _weights(body, "split"), _weights(body, "shadow")
@@ -95,11 +98,11 @@ def add_admin_routes(app: FastAPI, runtime: GatewayRuntime, limit: int) -> None:
             raise InvalidInput("give 'split' and/or 'shadow' (DELETE .../traffic clears both)")
         return await change(name, lambda: runtime.admin.traffic(name, split=split, shadow=shadow))
 
-    @app.delete(f"{prefix}/traffic")
+    @app.delete(f"{prefix}/traffic", responses=changes, tags=["admin"])
     async def clear_traffic(name: str) -> Response:
         return await change(name, lambda: runtime.admin.clear_traffic(name))
 
-    @app.post(f"{prefix}/canary")
+    @app.post(f"{prefix}/canary", responses=changes, openapi_extra=request_body(CanaryBody), tags=["admin"])
     async def canary(name: str, request: Request) -> Response:
         body = await read_json(request, limit)
         version = _version(body)
@@ -117,7 +120,7 @@ def add_admin_routes(app: FastAPI, runtime: GatewayRuntime, limit: int) -> None:
             raise InvalidInput(f"field 'limits': {exc.errors()[0]['msg']}") from None
         return await change(name, lambda: runtime.admin.canary(name, version, steps, float(step_s), limits))
 
-    @app.get(f"{prefix}/status")
+    @app.get(f"{prefix}/status", responses=error_responses(401, 403, 404), tags=["admin"])
     async def status(name: str) -> Response:
         entry = runtime.models.entry(name)
         members: list[dict[str, Any]] = []

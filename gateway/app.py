@@ -27,6 +27,7 @@ from gateway import metrics
 from gateway.admin import add_admin_routes
 from gateway.fast_path import FastPath
 from gateway.lifecycle import GatewayRuntime
+from gateway.openapi import document
 from gateway.v2 import error_body, is_v2_route, v2_router
 from runtime.errors import (
     BadRequest,
@@ -92,6 +93,7 @@ def create_app(settings: Settings) -> FastPath:
         return json_response({"model": name, "version": version, "deleted": deleted})
 
     add_admin_routes(app, runtime, limit)
+    document(app)
 
     @app.get("/api/v1/models/{name}/drift")
     async def model_drift(name: str) -> Response:

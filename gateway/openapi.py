@@ -1,0 +1,136 @@
+"""The OpenAPI description of every request and response body (``/openapi.json``, ``/docs``).
+
+The prediction endpoints are answered by :mod:`gateway.fast_path` before FastAPI sees them, and
+the other handlers read raw bodies (orjson, one error shape), so FastAPI cannot infer their
+schemas: these models describe them, and :func:`document` attaches them. They document; the
+handlers validate (tests check that real answers conform to these schemas).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+
+from runtime.errors import HTTP_ERRORS, RtmlError
+
+Label = int | str | float
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class PredictBody(_Body):
+    model_name: str = Field(description="A model the gateway serves")
+    features: list[float] = Field(description="One row, in the model's feature order")
+    model_version: str | int | None = Field(
+        default=None, description="Pin a version; default: the policy routes"
+    )
+    request_id: str | None = Field(default=None, min_length=1, max_length=128)
+    timeout_ms: int | None = Field(default=None, ge=1, description="Deadline; at most gateway.max_timeout_ms")
+    use_cache: bool = True
+    routing_key: str | int | None = Field(default=None, description="Sticky A/B routing key (1-256 chars)")
+
+
+class BatchBody(_Body):
+    model_name: str
+    features_batch: list[list[float]] = Field(min_length=1, description="Up to gateway.max_batch_rows rows")
+    model_version: str | int | None = None
+    request_id: str | None = Field(default=None, min_length=1, max_length=128)
+    timeout_ms: int | None = Field(default=None, ge=1)
+    use_cache: bool = True
+    routing_key: str | int | None = None
+
+
+class PredictAnswer(_Body):
+    prediction: Label
+    probability: float | None
+    probabilities: list[float] | None
+    distances: list[float] | None = Field(
+        default=None, description="Clustering models: distance to each centre"
+    )
+    model_name: str
+    model_version: str
+    route: str = Field(description="default, split, pinned or canary")
+    request_id: str
+    timestamp: float
+    from_cache: bool
+    latency_ms: float
+
+
+class BatchAnswer(_Body):
+    predictions: list[Label]
+    probabilities: list[list[float]] | None
+    distances: list[list[float]] | None = None
+    model_name: str
+    model_version: str
+    route: str
+    request_id: str
+    count: int
+    from_cache: bool
+    total_latency_ms: float
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. invalid_input")
+    message: str = Field(description="Names the offending field or value and what was expected")
+
+
+class ErrorAnswer(BaseModel):
+    error: ErrorDetail
+
+
+class VersionBody(BaseModel):
+    version: str | int = Field(description='A registered version, e.g. "2"')
+
+
+class TrafficBody(BaseModel):
+    split: dict[str, int] | None = Field(default=None, description="version -> percent, summing to 100")
+    shadow: dict[str, int] | None = Field(default=None, description="version -> percent mirrored")
+
+
+class CanaryBody(BaseModel):
+    version: str | int
+    steps: list[int] = Field(default=[5, 25, 50, 100], description="Percent of the traffic per step")
+    step_s: float = 60
+    limits: dict[str, float] | None = Field(default=None, description="max_error_rate, max_p99_ratio, ...")
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The JSON error answers an endpoint can give (every one also may give 500)."""
+    described = {cls.status: cls for cls in HTTP_ERRORS}
+    return {
+        status: {"model": ErrorAnswer, "description": (described.get(status) or RtmlError).__doc__ or ""}
+        for status in (*statuses, 500)
+    }
+
+
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` for a handler that reads its body itself."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": model.model_json_schema(ref_template="#/components/schemas/{model}")
+                }
+            },
+        }
+    }
+
+
+PREDICT_ERRORS = error_responses(400, 401, 403, 404, 409, 413, 422, 429, 503, 504)
+
+
+def document(app: FastAPI) -> None:
+    """Routes that exist only to describe the fast-path endpoints (FastPath answers them first)."""
+
+    @app.post("/api/v1/predict", response_model=PredictAnswer, responses=PREDICT_ERRORS, tags=["predict"])
+    async def predict(body: PredictBody) -> PredictAnswer:  # pragma: no cover - never reached
+        raise RtmlError("answered by the fast path")
+
+    @app.post("/api/v1/batch_predict", response_model=BatchAnswer, responses=PREDICT_ERRORS, tags=["predict"])
+    async def batch_predict(body: BatchBody) -> BatchAnswer:  # pragma: no cover - never reached
+        raise RtmlError("answered by the fast path")
