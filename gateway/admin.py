@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from gateway.lifecycle import GatewayRuntime
-from gateway.openapi import CanaryBody, TrafficBody, VersionBody, error_responses, request_body
+from gateway.openapi import ADMIN_ERRORS, READ_ERRORS, CanaryBody, TrafficBody, VersionBody, request_body
 from gateway.v1 import read_json
 from runtime.errors import InvalidInput, Unavailable
 from runtime.fleet import parse_fleet
@@ -74,7 +74,7 @@ def add_admin_routes(app: FastAPI, runtime: GatewayRuntime, limit: int) -> None:
             )
         return _json({"model": name, "change": policy.change, **runtime.describe(name)})
 
-    changes = error_responses(400, 401, 403, 404, 409, 413, 422, 503)
+    changes = ADMIN_ERRORS
 
     @app.post(f"{prefix}/promote", responses=changes, openapi_extra=request_body(VersionBody), tags=["admin"])
     async def promote(name: str, request: Request) -> Response:
@@ -120,7 +120,7 @@ def add_admin_routes(app: FastAPI, runtime: GatewayRuntime, limit: int) -> None:
             raise InvalidInput(f"field 'limits': {exc.errors()[0]['msg']}") from None
         return await change(name, lambda: runtime.admin.canary(name, version, steps, float(step_s), limits))
 
-    @app.get(f"{prefix}/status", responses=error_responses(401, 403, 404), tags=["admin"])
+    @app.get(f"{prefix}/status", responses=READ_ERRORS, tags=["admin"])
     async def status(name: str) -> Response:
         entry = runtime.models.entry(name)
         members: list[dict[str, Any]] = []

@@ -13,7 +13,20 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
-from runtime.errors import HTTP_ERRORS, RtmlError
+from runtime.errors import (
+    BadRequest,
+    DeadlineExceeded,
+    Forbidden,
+    InvalidInput,
+    ModelNotFound,
+    PayloadTooLarge,
+    PolicyConflict,
+    RateLimited,
+    RequestIdInUse,
+    RtmlError,
+    Unauthorized,
+    Unavailable,
+)
 
 Label = int | str | float
 
@@ -98,12 +111,12 @@ class CanaryBody(BaseModel):
     limits: dict[str, float] | None = Field(default=None, description="max_error_rate, max_p99_ratio, ...")
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def error_responses(*errors: type[RtmlError]) -> dict[int | str, dict[str, Any]]:
     """The JSON error answers an endpoint can give (every one also may give 500)."""
-    described = {cls.status: cls for cls in HTTP_ERRORS}
+    classes: list[type[RtmlError]] = [*errors, RtmlError]
     return {
-        status: {"model": ErrorAnswer, "description": (described.get(status) or RtmlError).__doc__ or ""}
-        for status in (*statuses, 500)
+        cls.status: {"model": ErrorAnswer, "description": (cls.__doc__ or cls.code).strip().splitlines()[0]}
+        for cls in classes
     }
 
 
@@ -121,7 +134,29 @@ def request_body(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-PREDICT_ERRORS = error_responses(400, 401, 403, 404, 409, 413, 422, 429, 503, 504)
+PREDICT_ERRORS = error_responses(
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    ModelNotFound,
+    RequestIdInUse,
+    PayloadTooLarge,
+    InvalidInput,
+    RateLimited,
+    Unavailable,
+    DeadlineExceeded,
+)
+ADMIN_ERRORS = error_responses(
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    ModelNotFound,
+    PolicyConflict,
+    PayloadTooLarge,
+    InvalidInput,
+    Unavailable,
+)
+READ_ERRORS = error_responses(Unauthorized, Forbidden, ModelNotFound)
 
 
 def document(app: FastAPI) -> None:
