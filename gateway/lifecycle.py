@@ -201,9 +201,11 @@ class GatewayRuntime:
         return reasons
 
     def readiness_details(self) -> dict[str, Any]:
+        details: dict[str, Any] = {"instance_id": self.instance_id}
+        if not self.auth.enabled:  # /ready is public: with keys on, it names no topic
+            details["reply_topic"] = self.replies.topic
         return {
-            "instance_id": self.instance_id,
-            "reply_topic": self.replies.topic,
+            **details,
             "models": self.models.names(),
             "cache": "up" if self.cache.available else ("disabled" if not self.cache.enabled else "degraded"),
             "rate_limits": self.limiter.degraded or "shared through Redis",

@@ -83,7 +83,8 @@ def publish_registration(settings: Settings, model: str, version: str, promote: 
     except RtmlError as exc:
         print(
             f"error: {model} v{version} is in the registry but the control topic did not take it "
-            f"({exc.message}); run `rtml models promote {model} {version}` once Kafka is reachable",
+            f"({exc.message}); once Kafka is reachable, run `rtml models publish {model} {version}` to "
+            f"record it (and `rtml models promote {model} {version}` if it should serve)",
             file=sys.stderr,
         )
         return 1

@@ -87,6 +87,7 @@ def test_keys_and_scopes_guard_every_endpoint(secured: RunningStack) -> None:
     assert v2.status_code == 401 and isinstance(v2.json()["error"], str)  # the V2 error shape
     for path in ("/health", "/ready", "/v2/health/live", "/v2/health/ready"):
         assert httpx.get(f"{secured.base_url}{path}", timeout=10).status_code == 200, path
+    assert "reply_topic" not in httpx.get(f"{secured.base_url}/ready", timeout=10).json()  # public: no topic
 
     with MLClient(secured.base_url, api_key=predictor, retries=0) as client:
         assert client.predict("iris_classifier", ROW).model_version
