@@ -241,8 +241,11 @@ def test_csv_streaming_memory_is_flat_in_the_number_of_rows() -> None:
     """The 1-million-row claim, measured at 5k vs 50k generated rows (same chunk size, same
     window of chunks in flight): peak traced memory must not grow with the row count. Kept small
     because tracemalloc slows allocation-heavy code several times over."""
-    small_peak, _ = streaming_peak_bytes(5_000)
+    # The small run's peak depends on how many chunks happened to be in flight at once (thread
+    # timing: 0.98-1.39 MB seen for the same input), so the larger of two runs is its figure and the
+    # slack is 1 MiB. Keeping the 45k extra rows' output (~90 B each as str) would add ~4 MB.
+    small_peak = max(streaming_peak_bytes(5_000)[0] for _ in range(2))
     big_peak, written = streaming_peak_bytes(50_000)
     assert written > 50_000 * 30  # every row went through and was written
-    assert big_peak < small_peak * 1.25 + 128 * 1024, (small_peak, big_peak)
+    assert big_peak < small_peak * 1.25 + 1024 * 1024, (small_peak, big_peak)
     assert big_peak < 8 * 1024 * 1024
