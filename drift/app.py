@@ -33,6 +33,7 @@ from drift import metrics
 from drift.config import Catalog
 from drift.detector import Detector, Outcome, Partial
 from drift.ingest import Batch, LogReader
+from drift.kafka_auth import faust_credentials
 from drift.state import version_state
 from runtime.drift_state import StatePublisher
 from runtime.errors import DriftConfigError, TotalsMismatch
@@ -197,6 +198,7 @@ def _faust_app(settings: Settings) -> faust.App:
         web_enabled=False,
         web_bind="127.0.0.1",
         web_port=6066,
+        broker_credentials=faust_credentials(settings.kafka.security_properties()),
         **_RAW,
     )
 

@@ -85,11 +85,16 @@ class KafkaSettings(BaseModel):
     unacknowledged by then fails. The worker's waits for acknowledgements derive from it."""
     replication_factor: int = Field(default=1, ge=1)
     """Replication factor for topics rtml creates."""
-    security: dict[str, str] = Field(default_factory=dict)
-    """Extra librdkafka properties (security.protocol, sasl.*) applied to every client."""
+    security: dict[str, SecretStr] = Field(default_factory=dict)
+    """Extra librdkafka properties (security.protocol, sasl.*, ssl.*) applied to every client, the
+    drift app's Faust clients included. Values are masked in repr and logs (sasl.password is one)."""
 
     def request_topic(self, model: str) -> str:
         return f"{self.request_topic_prefix}{model}"
+
+    def security_properties(self) -> dict[str, str]:
+        """``security`` with its values revealed, for handing to a client and nothing else."""
+        return {key: value.get_secret_value() for key, value in self.security.items()}
 
 
 class RedisSettings(BaseModel):

@@ -19,6 +19,8 @@ import gc
 import importlib
 import logging
 import os
+import signal
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +29,7 @@ from typing import Any
 import pytest
 
 from rtml.infra import external_kafka, external_redis, kafka, redis
-from rtml.infra.process import free_ports
+from rtml.infra.process import free_ports, is_alive
 from runtime.errors import PrerequisiteMissing
 from runtime.settings import Settings
 
@@ -56,6 +58,10 @@ class LocalRedis:
     def stop(self) -> None:
         redis.stop(self.node)
 
+    def kill(self) -> None:
+        """SIGKILL, as the OOM killer would: no save, no goodbye to clients."""
+        _kill(redis.running_pid(self.node))
+
 
 class LocalKafka:
     """A private broker that a test may stop and start again (same data, same cluster id)."""
@@ -72,6 +78,19 @@ class LocalKafka:
 
     def stop(self) -> None:
         kafka.stop(self.node)
+
+    def kill(self) -> None:
+        """SIGKILL: no controlled shutdown; the next start recovers the log from disk."""
+        _kill(kafka.running_pid(self.node))
+
+
+def _kill(pid: int | None) -> None:
+    assert pid is not None, "the server is not running"
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while is_alive(pid):
+        assert time.monotonic() < deadline, f"pid {pid} survived SIGKILL"
+        time.sleep(0.05)
 
 
 def _cache_dir() -> Path:

@@ -10,13 +10,21 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, Producer
+from pydantic import SecretStr
 
 from runtime.kafka import committed_lag as kafka_lag
 from runtime.settings import KafkaSettings
 
 
-def produce(bootstrap: str, topic: str, values: list[bytes], key: bytes | None = None) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+def produce(
+    bootstrap: str,
+    topic: str,
+    values: list[bytes],
+    key: bytes | None = None,
+    security: dict[str, str] | None = None,
+) -> None:
+    """``security``: librdkafka properties (SASL, SSL), as in the ``kafka.security`` setting."""
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, **(security or {})})
     for value in values:
         producer.produce(topic, value, key)
     assert producer.flush(15) == 0, "messages not delivered"
@@ -28,6 +36,7 @@ def read_topic(
     until: Callable[[list[dict[str, Any]]], bool],
     timeout_s: float = 20.0,
     decode: bool = True,
+    security: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Read ``topic`` from the beginning until ``until(records)`` holds (or the timeout)."""
     consumer = Consumer(
@@ -36,6 +45,7 @@ def read_topic(
             "group.id": f"test-reader-{uuid.uuid4().hex}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
+            **(security or {}),
         }
     )
     consumer.subscribe([topic])
@@ -52,6 +62,12 @@ def read_topic(
     return records
 
 
-def committed_lag(bootstrap: str, group: str, topic: str) -> int:
+def committed_lag(bootstrap: str, group: str, topic: str, security: dict[str, str] | None = None) -> int:
     """Messages in ``topic`` not yet committed by ``group`` (all partitions)."""
-    return kafka_lag(KafkaSettings(bootstrap_servers=bootstrap), group, topic)
+    return kafka_lag(
+        KafkaSettings(
+            bootstrap_servers=bootstrap, security={k: SecretStr(v) for k, v in (security or {}).items()}
+        ),
+        group,
+        topic,
+    )

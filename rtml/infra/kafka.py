@@ -17,8 +17,8 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
@@ -54,6 +54,9 @@ class KafkaNode:
     controller_port: int
     cache_dir: Path
     host: str = "127.0.0.1"
+    properties: Mapping[str, str] = field(default_factory=dict)
+    """server.properties entries over the defaults: an extra SASL_SSL listener for the security
+    tests, say (``listeners`` and ``advertised.listeners`` then list every listener)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KafkaNode:
@@ -223,6 +226,7 @@ def _server_properties(node: KafkaNode) -> str:
         # depend on them; both are fine at these values for one node.
         "metadata.max.idle.interval.ms": "5000",
         "replica.high.watermark.checkpoint.interval.ms": "30000",
+        **node.properties,
     }
     lines = [f"{key}={value}" for key, value in props.items()]
     return "# Written by rtml.infra.kafka on every start.\n" + "\n".join(lines) + "\n"

@@ -20,7 +20,7 @@ def client_config(kafka: KafkaSettings, **overrides: Any) -> dict[str, Any]:
     """bootstrap.servers, the security extras (never logged) and ``overrides``."""
     # Nagle's algorithm would hold small request/reply messages back waiting for ACKs.
     config: dict[str, Any] = {"bootstrap.servers": kafka.bootstrap_servers, "socket.nagle.disable": True}
-    config.update(kafka.security)
+    config.update(kafka.security_properties())
     config.update(overrides)
     return config
 

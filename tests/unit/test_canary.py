@@ -74,8 +74,11 @@ def test_the_judge_rolls_back_on_errors_latency_and_distribution() -> None:
     at = canary.step_started_at_ms + 1
     failing = judge(canary, {"2": stats(errors=40), "1": stats(rows=400)}, at)
     assert failing.action == "rollback" and "error rate 100.0% over 40 requests" in failing.reason
-    slow = judge(canary, {"2": stats(rows=40, p99=500), "1": stats(rows=400, p99=10)}, at)
+    slow = judge(canary, {"2": stats(rows=150, p99=500), "1": stats(rows=400, p99=10)}, at)
     assert slow.action == "rollback" and "p99 latency 500 ms" in slow.reason
+    # Fewer than 100 rows: a p99 is the slowest request, noise rather than evidence.
+    few = judge(canary, {"2": stats(rows=40, p99=500), "1": stats(rows=400, p99=10)}, at)
+    assert few.action != "rollback"
     shifted = judge(
         canary,
         {"2": stats(rows=40, labels={"0": 40}), "1": stats(rows=400, labels={"1": 200, "2": 200})},

@@ -182,7 +182,8 @@ def test_variables_that_are_not_settings_pass(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("RTML_KAFKA__SECURITY__SASL_USERNAME", "u")  # or key by key: any key passes
     monkeypatch.setenv("RTML_DRIFT__MODELS__IRIS__WINDOW_S", "60")  # a per-model section
     settings = load_settings()
-    assert settings.kafka.security == {"security.protocol": "SSL", "sasl_username": "u"}
+    assert settings.kafka.security_properties() == {"security.protocol": "SSL", "sasl_username": "u"}
+    assert "u'" not in repr(settings.kafka)  # the values are masked
     assert settings.drift.models["iris"].window_s == 60
 
 
