@@ -101,7 +101,9 @@ def _up_kafka(settings: Settings, timeout_s: float) -> str:
         _warn_if_differs("kafka.bootstrap_servers", settings.kafka.bootstrap_servers, node.bootstrap)
         return kafka.start(node, timeout_s=timeout_s)
     log.info("kafka: using external broker %s from the environment; not starting one", external)
-    if not kafka.broker_reachable(external, timeout_s=min(timeout_s, 10.0), extra=settings.kafka.security):
+    if not kafka.broker_reachable(
+        external, timeout_s=min(timeout_s, 10.0), extra=settings.kafka.security_properties()
+    ):
         raise ServiceUnreachable(
             f"kafka broker {external} (from {KAFKA_ENV[1]}) did not answer a metadata request"
         )
@@ -143,7 +145,9 @@ def _kafka_status(settings: Settings) -> ServiceStatus:
     node = kafka.KafkaNode.from_settings(settings)
     external = external_kafka()
     if external is not None:
-        reachable = kafka.broker_reachable(external, timeout_s=2.0, extra=settings.kafka.security)
+        reachable = kafka.broker_reachable(
+            external, timeout_s=2.0, extra=settings.kafka.security_properties()
+        )
         return ServiceStatus(
             source="external", address=external, pid=None, reachable=reachable, log_file=None
         )
