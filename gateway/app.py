@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -27,7 +27,7 @@ from gateway import metrics
 from gateway.admin import add_admin_routes
 from gateway.fast_path import FastPath
 from gateway.lifecycle import GatewayRuntime
-from gateway.openapi import document
+from gateway.openapi import CACHE_ERRORS, DRIFT_ERRORS, LIST_ERRORS, READ_ERRORS, READY_RESPONSES, document
 from gateway.v2 import error_body, is_v2_route, v2_router
 from runtime.errors import (
     BadRequest,
@@ -71,17 +71,17 @@ def create_app(settings: Settings) -> FastPath:
     limit = settings.gateway.max_body_bytes
     app.include_router(v2_router(runtime, limit))
 
-    @app.get("/api/v1/models")
+    @app.get("/api/v1/models", responses=LIST_ERRORS)
     async def list_models() -> Response:
         return json_response(
             {"models": [runtime.describe(name, brief=True) for name in runtime.models.names()]}
         )
 
-    @app.get("/api/v1/models/{name}")
+    @app.get("/api/v1/models/{name}", responses=READ_ERRORS)
     async def model_info(name: str) -> Response:
         return json_response(runtime.describe(name))
 
-    @app.delete("/api/v1/admin/models/{name}/cache")
+    @app.delete("/api/v1/admin/models/{name}/cache", responses=CACHE_ERRORS, tags=["admin"])
     async def invalidate_cache(name: str, version: str | None = None) -> Response:
         """Drop the model's (or one version's) cached predictions at once. Admin scope once keys
         exist (issue 11)."""
@@ -95,7 +95,7 @@ def create_app(settings: Settings) -> FastPath:
     add_admin_routes(app, runtime, limit)
     document(app)
 
-    @app.get("/api/v1/models/{name}/drift")
+    @app.get("/api/v1/models/{name}/drift", responses=DRIFT_ERRORS)
     async def model_drift(name: str) -> Response:
         return json_response(await runtime.drift_state(name))
 
@@ -103,13 +103,13 @@ def create_app(settings: Settings) -> FastPath:
     async def health() -> Response:
         return json_response({"status": "ok", "timestamp": time.time(), "uptime_s": runtime.uptime_s})
 
-    @app.get("/ready")
+    @app.get("/ready", responses=READY_RESPONSES)
     async def ready() -> Response:
         reasons = runtime.not_ready_reasons()
         body = {"ready": not reasons, "reasons": reasons, **runtime.readiness_details()}
         return json_response(body, 200 if not reasons else Unavailable.status)
 
-    @app.get("/metrics")
+    @app.get("/metrics", responses=LIST_ERRORS, response_class=PlainTextResponse)  # Prometheus text format
     async def prometheus() -> Response:
         metrics.IN_FLIGHT.set(runtime.replies.in_flight)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

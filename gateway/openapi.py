@@ -111,11 +111,19 @@ class CanaryBody(BaseModel):
     limits: dict[str, float] | None = Field(default=None, description="max_error_rate, max_p99_ratio, ...")
 
 
-def error_responses(*errors: type[RtmlError]) -> dict[int | str, dict[str, Any]]:
+class V2ErrorAnswer(BaseModel):
+    """The Open Inference Protocol's error shape: one message string."""
+
+    error: str = Field(description="Names the offending field or value and what was expected")
+
+
+def error_responses(
+    *errors: type[RtmlError], model: type[BaseModel] = ErrorAnswer
+) -> dict[int | str, dict[str, Any]]:
     """The JSON error answers an endpoint can give (every one also may give 500)."""
     classes: list[type[RtmlError]] = [*errors, RtmlError]
     return {
-        cls.status: {"model": ErrorAnswer, "description": (cls.__doc__ or cls.code).strip().splitlines()[0]}
+        cls.status: {"model": model, "description": (cls.__doc__ or cls.code).strip().splitlines()[0]}
         for cls in classes
     }
 
@@ -157,6 +165,33 @@ ADMIN_ERRORS = error_responses(
     Unavailable,
 )
 READ_ERRORS = error_responses(Unauthorized, Forbidden, ModelNotFound)
+LIST_ERRORS = error_responses(Unauthorized, Forbidden)
+DRIFT_ERRORS = error_responses(Unauthorized, Forbidden, ModelNotFound, Unavailable)
+CACHE_ERRORS = error_responses(Unauthorized, Forbidden, ModelNotFound, Unavailable)
+READY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    Unavailable.status: {
+        "description": "Not ready: the body's reasons say why (Kafka, reply consumer, draining)"
+    }
+}
+V2_READY: dict[int | str, dict[str, Any]] = {
+    Unavailable.status: {
+        "description": "Not ready: Kafka unreachable or no reply consumer yet ({ready: false})"
+    }
+}
+V2_READ_ERRORS = error_responses(Unauthorized, Forbidden, ModelNotFound, InvalidInput, model=V2ErrorAnswer)
+V2_INFER_ERRORS = error_responses(
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    ModelNotFound,
+    RequestIdInUse,
+    PayloadTooLarge,
+    InvalidInput,
+    RateLimited,
+    Unavailable,
+    DeadlineExceeded,
+    model=V2ErrorAnswer,
+)
 
 
 def document(app: FastAPI) -> None:

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from gateway.lifecycle import GatewayRuntime
+from gateway.openapi import V2_INFER_ERRORS, V2_READ_ERRORS, V2_READY
 from gateway.service import Prediction
 from runtime import __version__
 from runtime.errors import BadRequest, InvalidInput, PayloadTooLarge, RtmlError, Unavailable
@@ -187,7 +188,7 @@ def v2_router(runtime: GatewayRuntime, body_limit: int) -> APIRouter:
     async def live() -> Response:
         return _json({"live": True})
 
-    @router.get("/health/ready")
+    @router.get("/health/ready", responses=V2_READY)
     async def ready() -> Response:
         ok = not runtime.not_ready_reasons()
         return _json({"ready": ok}, 200 if ok else Unavailable.status)
@@ -204,11 +205,11 @@ def v2_router(runtime: GatewayRuntime, body_limit: int) -> APIRouter:
             }
         )
 
-    @router.get("/models/{name}")
+    @router.get("/models/{name}", responses=V2_READ_ERRORS)
     async def model(name: str) -> Response:
         return await describe(name, None)
 
-    @router.get("/models/{name}/versions/{version}")
+    @router.get("/models/{name}/versions/{version}", responses=V2_READ_ERRORS)
     async def model_version(name: str, version: str) -> Response:
         return await describe(name, version)
 
@@ -217,11 +218,11 @@ def v2_router(runtime: GatewayRuntime, body_limit: int) -> APIRouter:
         ok = not runtime.not_ready_reasons()
         return _json({"name": name, "ready": ok}, 200 if ok else Unavailable.status)
 
-    @router.get("/models/{name}/ready")
+    @router.get("/models/{name}/ready", responses=V2_READ_ERRORS | V2_READY)
     async def ready_latest(name: str) -> Response:
         return await model_ready(name, None)
 
-    @router.get("/models/{name}/versions/{version}/ready")
+    @router.get("/models/{name}/versions/{version}/ready", responses=V2_READ_ERRORS | V2_READY)
     async def ready_version(name: str, version: str) -> Response:
         return await model_ready(name, version)
 
@@ -258,11 +259,11 @@ def v2_router(runtime: GatewayRuntime, body_limit: int) -> APIRouter:
             answer["id"] = request_id
         return _json(answer)
 
-    @router.post("/models/{name}/infer")
+    @router.post("/models/{name}/infer", responses=V2_INFER_ERRORS)
     async def infer_latest(name: str, request: Request) -> Response:
         return await infer(request, name, None)
 
-    @router.post("/models/{name}/versions/{version}/infer")
+    @router.post("/models/{name}/versions/{version}/infer", responses=V2_INFER_ERRORS)
     async def infer_version(name: str, version: str, request: Request) -> Response:
         return await infer(request, name, version)
 
