@@ -12,7 +12,7 @@ export RTML_CONFIG ?= $(CURDIR)/config/default.yaml
 
 .DEFAULT_GOAL := help
 
-.PHONY: help setup setup-dev models run test unit lint typecheck schemas bench infra-up infra-down clean package-check
+.PHONY: help setup setup-dev models run test unit faults lint typecheck schemas bench infra-up infra-down clean package-check
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ test: setup-dev lint typecheck schemas ## the whole test suite against real Kafk
 
 unit: setup-dev ## tests/unit only: no sockets, no subprocesses, under a minute
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+faults: setup-dev ## the long fault-injection suite (kill -9 of each process under load, ~6 min)
+	RTML_FAULTS=full $(BIN)/pytest tests/faults -s -p no:randomly $(PYTEST_ARGS)
 
 lint: setup-dev ## ruff
 	$(BIN)/ruff check .
