@@ -27,7 +27,9 @@ BATCH_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 PARTIALS = Counter("rtml_drift_partials_total", "Partial aggregates processed, by outcome", ["result"])
-WATERMARK = Gauge("rtml_drift_watermark_seconds", "Event-time low watermark of the log reader (Unix s)")
+WATERMARK = Gauge(
+    "rtml_drift_watermark_timestamp_seconds", "Event-time low watermark of the log reader (Unix time)"
+)
 STATISTIC = Gauge(
     "rtml_drift_statistic",
     "Latest window value of a drift statistic",
@@ -35,8 +37,8 @@ STATISTIC = Gauge(
 )
 WINDOW_SAMPLES = Gauge("rtml_drift_window_samples", "Records in the latest window", ["model", "version"])
 WINDOW_END = Gauge(
-    "rtml_drift_window_end_seconds",
-    "Event-time end of the latest evaluated window (Unix s)",
+    "rtml_drift_window_end_timestamp_seconds",
+    "Event-time end of the latest evaluated window (Unix time)",
     ["model", "version"],
 )
 EVALUATIONS = Counter(

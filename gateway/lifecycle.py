@@ -130,7 +130,13 @@ class GatewayRuntime:
                 remote = self._remote_metadata(policy.model, version, sha)
                 if remote is not None:
                     local[version] = remote
+        before = self.models.serving()
         self.models.update({name: versions for name, versions in snapshot.items() if versions}, policies)
+        after = self.models.serving()
+        for model, version in before - after:  # retired: its series must not linger on dashboards
+            metrics.forget_version(model, version)
+        for model in self.models.names():
+            metrics.start_model(model)
 
     def _remote_metadata(self, model: str, version: str, sha: str) -> ModelMetadata | None:
         """Metadata of a version built on another machine (cached; the gateway needs no ONNX)."""

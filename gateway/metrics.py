@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 from runtime.fleet import ServedRows
+from runtime.metric_series import remove_series
 
 REQUESTS = Counter(
     "rtml_gateway_requests_total", "Prediction requests answered", ["endpoint", "model", "version", "status"]
@@ -38,3 +39,16 @@ LOG_ERRORS = Counter(
 SERVED = ServedRows()
 """Cache hits answered here, per model, version and route, for the fleet heartbeat (the workers
 count what they answer)."""
+
+
+def start_model(model: str) -> None:
+    """Export a model's error counters at 0 once it is known: Prometheus's ``increase``/``rate``
+    cannot see the first event of a series that appears with it (the alert rules rely on them)."""
+    TIMEOUTS.labels(model)
+    UNAVAILABLE.labels(model)
+
+
+def forget_version(model: str, version: str) -> None:
+    """Stop exporting a version the gateway no longer serves (retired or gone from the registry)."""
+    remove_series(REQUESTS, ("endpoint", "model", "version", "status"), model=model, version=version)
+    remove_series(CACHE, ("model", "version", "result"), model=model, version=version)

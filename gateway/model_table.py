@@ -60,6 +60,10 @@ class ModelTable:
     def names(self) -> list[str]:
         return sorted(self._entries)
 
+    def serving(self) -> set[tuple[str, str]]:
+        """Every (model, version) registered and not retired."""
+        return {(name, version) for name, entry in self._entries.items() for version in entry.serving}
+
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 

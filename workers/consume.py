@@ -10,20 +10,32 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from runtime.kafka import EXACTLY_ONCE_CONSUMER, REQUEST_CONSUMER, new_consumer
 from runtime.settings import KafkaSettings
+from workers.lag import ConsumerLag
 
 log = logging.getLogger(__name__)
 
 
 class RequestConsumer:
     def __init__(
-        self, kafka: KafkaSettings, group: str, topic: str, client_id: str, exactly_once: bool = False
+        self,
+        kafka: KafkaSettings,
+        group: str,
+        topic: str,
+        client_id: str,
+        *,
+        model: str,
+        exactly_once: bool = False,
     ) -> None:
         # REQUEST_CONSUMER never stores an offset itself: store() below does, once the batch's
         # outcome is durable; the auto-committer commits only what was stored. With exactly_once
         # the offsets are committed by the producer's transaction instead.
         profile = EXACTLY_ONCE_CONSUMER if exactly_once else REQUEST_CONSUMER
         self._exactly_once = exactly_once
-        self._consumer = new_consumer(kafka, profile, {"group.id": group, "client.id": client_id})
+        self.lag = ConsumerLag(model, topic, read_committed=exactly_once)
+        """rtml_worker_consumer_lag, from the statistics librdkafka hands over inside consume()."""
+        self._consumer = new_consumer(
+            kafka, profile, {"group.id": group, "client.id": client_id}, on_stats=self.lag.on_stats
+        )
         self._consumer.subscribe([topic], on_revoke=self._on_revoke)
         self.topic = topic
         self.before_revoke: Callable[[], object] = lambda: None
@@ -92,6 +104,7 @@ class RequestConsumer:
 
     def close(self) -> None:
         self._consumer.close()  # commits stored offsets and leaves the group
+        self.lag.close()  # a stopped loop holds no partitions: its lag series go
 
 
 def _next_offsets(messages: Sequence[Message], pick: Callable[[int, int], int]) -> list[TopicPartition]:

@@ -17,6 +17,7 @@ from runtime.registry import ModelRegistry
 from schemas.control import ModelPolicy
 from schemas.messages import Label
 from schemas.model_metadata import ModelMetadata
+from workers import metrics
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,9 @@ class RuntimeTable:
                     if loaded is not None:
                         runtimes[version] = loaded
             self._state = _Loaded(runtimes, registered, policy)
+        for version in current.runtimes.keys() - runtimes.keys():  # retired (or gone from the registry)
+            metrics.forget_version(self.model, version)
+            log.info("unloaded model version", extra={"model": self.model, "version": version})
 
     def _load(self, version: str) -> ModelRuntime | None:
         try:

@@ -60,6 +60,7 @@ class ModelWorker:
     ) -> None:
         registry = ModelRegistry(settings.registry.root)
         self.model = model
+        metrics.start_model(model)
         self._settings = settings.worker
         artifacts = ArtifactStore(settings.kafka, f"{worker_id}-{model}-artifacts")
         self._runtimes = RuntimeTable(
@@ -85,6 +86,7 @@ class ModelWorker:
             topic=settings.kafka.request_topic(model),
             client_id=f"{worker_id}-{model}",
             exactly_once=self._exactly_once,
+            model=model,
         )
         self._pipeline = Pipeline(settings, self._runtimes, cache, self._outbox, self._replies, worker_id)
         self._in_flight = InFlight(self._consumer.store, self._consumer.rewind)

@@ -42,11 +42,21 @@ def _callbacks(profile: Profile, client_id: str) -> tuple[BrokerHealth | None, d
 
 
 def new_consumer(
-    kafka: KafkaSettings, profile: Profile, overrides: Mapping[str, Any] | None = None
+    kafka: KafkaSettings,
+    profile: Profile,
+    overrides: Mapping[str, Any] | None = None,
+    on_stats: Callable[[str], None] | None = None,
 ) -> Consumer:
-    """A consumer of ``profile``, with an ``error_cb`` (its caller subscribes or assigns)."""
+    """A consumer of ``profile``, with an ``error_cb`` (its caller subscribes or assigns).
+
+    ``on_stats`` receives librdkafka's statistics JSON, for profiles that set
+    ``statistics.interval.ms`` (served inside the caller's poll/consume calls)."""
     config = _properties(kafka, profile, "consumer", overrides)
     _health, callbacks = _callbacks(profile, str(config["client.id"]))
+    if on_stats is not None:
+        if "stats_cb" in callbacks or "statistics.interval.ms" not in config:
+            raise ValueError(f"profile {profile.name} does not hand its statistics to a caller")
+        callbacks["stats_cb"] = on_stats
     return Consumer({**config, **callbacks})
 
 

@@ -20,6 +20,9 @@ Kind = Literal["consumer", "producer", "admin"]
 
 LIBRDKAFKA_DEFAULT_MESSAGE_TIMEOUT_MS = 300_000
 """librdkafka's message.timeout.ms when a producer profile does not set it."""
+STATS_INTERVAL_MS = 5000
+"""How often a request consumer's statistics (its lag per partition) are refreshed: well under a
+Prometheus scrape interval, and a JSON parse of a few KB per consumer each time."""
 
 
 def _frozen(values: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -99,6 +102,10 @@ REQUEST_CONSUMER = Profile(
         # A dead worker's partitions move within 10 s (its requests have deadlines).
         "session.timeout.ms": 10000,
         "heartbeat.interval.ms": 1000,
+        # Lag per partition for Prometheus (workers/lag.py): librdkafka already knows each
+        # partition's high watermark and position; one JSON document per interval, handed to
+        # stats_cb inside the loop's own consume call, costs nothing per message.
+        "statistics.interval.ms": STATS_INTERVAL_MS,
     },
     # The broker answers a held fetch as soon as data arrives: this bounds idle fetch traffic,
     # not latency (CONVENTIONS.md, traps).
@@ -121,6 +128,7 @@ EXACTLY_ONCE_CONSUMER = Profile(
         "heartbeat.interval.ms": 1000,
         # Requests a transactional producer aborted are not requests.
         "isolation.level": "read_committed",
+        "statistics.interval.ms": STATS_INTERVAL_MS,
     },
     from_settings={"fetch.wait.max.ms": "fetch_wait_max_ms"},
     required=frozenset({"group.id"}),
