@@ -108,6 +108,41 @@ def test_oversized_poison_is_dead_lettered_truncated_and_the_partition_moves_on(
     assert record.value_sha256 == hashlib.sha256(poison).hexdigest()
 
 
+def test_a_huge_key_with_a_big_poison_value_is_dead_lettered_bounded_and_the_partition_moves_on(
+    stack: RunningStack,
+) -> None:
+    """A 250 KB key and a 700 KB undecodable value (the broker takes the 950 KB message): base64 of
+    both would be ~1.27 MB, over the message limit, and the partition would be retried forever.
+    The dead letter keeps the key's first 16 KiB and says both were cut."""
+    key = uuid.uuid4().bytes * (250_000 // 16)
+    poison = b"\xff" + uuid.uuid4().bytes * (700_000 // 16)
+    good_id = f"after-huge-key-{uuid.uuid4().hex[:8]}"
+    produce(
+        stack.bootstrap,
+        stack.request_topic("fraud_detector"),
+        [poison, direct_request(good_id, [[0.5] * 30])],
+        key=key,
+    )
+    dead = read_topic(
+        stack.bootstrap,
+        stack.namespace.dlq_topic,
+        lambda rs: any(r.get("key_truncated") and r.get("value_bytes") == len(poison) for r in rs),
+    )
+    served = read_topic(
+        stack.bootstrap,
+        stack.namespace.predictions_topic,
+        lambda rs: any(r["request_id"] == good_id for r in rs),
+    )
+    assert any(r["request_id"] == good_id for r in served), "the message behind the poison was not served"
+    record = DeadLetterRecord.model_validate(
+        next(r for r in dead if r.get("key_truncated") and r.get("value_bytes") == len(poison))
+    )
+    assert record.reason == "undecodable"
+    assert base64.b64decode(record.key or "") == key[: 16 * 1024]
+    assert record.value_truncated and record.value_sha256 == hashlib.sha256(poison).hexdigest()
+    assert len(orjson.dumps(record.model_dump(mode="json"))) < 1_000_000
+
+
 def test_a_batch_with_one_malformed_request_serves_the_rest(stack: RunningStack) -> None:
     """A producer's PredictRequestBatch: the request that fails the schema is dead-lettered alone
     (its own bytes, the field named); the others reach the log."""
