@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import metrics
 from gateway.admin import add_admin_routes
-from gateway.fast_path import FastPath
+from gateway.fast_path import FastPath, TracedFastPath
 from gateway.lifecycle import GatewayRuntime
 from gateway.openapi import CACHE_ERRORS, DRIFT_ERRORS, LIST_ERRORS, READ_ERRORS, READY_RESPONSES, document
 from gateway.v2 import error_body, is_v2_route, v2_router
@@ -38,6 +38,7 @@ from runtime.errors import (
     Unavailable,
 )
 from runtime.settings import Settings
+from runtime.tracing import start_tracing
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
@@ -56,6 +57,9 @@ def error_response(error: RtmlError, v2: bool = False) -> Response:
 
 def create_app(settings: Settings) -> FastPath:
     runtime = GatewayRuntime(settings)
+    tracing = start_tracing(settings.tracing, "gateway")  # None when off: decided once, here
+    if tracing is not None:
+        runtime.service.trace_with(tracing)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -64,6 +68,8 @@ def create_app(settings: Settings) -> FastPath:
             yield
         finally:
             await runtime.stop()
+            if tracing is not None:
+                tracing.shutdown()  # export the spans still queued
 
     app = FastAPI(title="rtml gateway", version="0.1.0", lifespan=lifespan)
     app.state.runtime = runtime
@@ -115,6 +121,8 @@ def create_app(settings: Settings) -> FastPath:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     # POST /api/v1/predict and /api/v1/batch_predict are answered before FastAPI sees them.
+    if tracing is not None:
+        return TracedFastPath(app, runtime, limit, tracing)
     return FastPath(app, runtime, limit)
 
 

@@ -39,12 +39,14 @@ Delivered = Callable[[list[bytes]], None]
 class _Open:
     """The message being filled for one model."""
 
-    __slots__ = ("correlations", "parts", "size")
+    __slots__ = ("correlations", "parts", "size", "trace")
 
     def __init__(self) -> None:
         self.correlations: list[bytes] = []
         self.parts: list[bytes] = []
         self.size = REQUEST_BATCH_OVERHEAD
+        self.trace: list[tuple[str, str | bytes | None]] | None = None
+        """The W3C headers of its first request (tracing on); sent only if it stays alone."""
 
 
 class RequestCoalescer:
@@ -75,8 +77,19 @@ class RequestCoalescer:
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def add(self, model: str, correlation: bytes, encoded_request: bytes) -> None:
-        """Queue one encoded PredictRequest; it is produced before the loop next waits for I/O."""
+    def add(
+        self,
+        model: str,
+        correlation: bytes,
+        encoded_request: bytes,
+        trace_headers: list[tuple[str, str | bytes | None]] | None = None,
+    ) -> None:
+        """Queue one encoded PredictRequest; it is produced before the loop next waits for I/O.
+
+        ``trace_headers``: the request's W3C context as Kafka headers (tracing on). Each request
+        carries its own context in its ``traceparent`` field, which survives coalescing; the
+        message also gets the headers when it carries that request alone, so tools that read
+        Kafka headers see the trace too (a message of several requests belongs to no one trace)."""
         if not self._open:
             assert self._loop is not None, "bind_loop first"
             if self._busy_delay_s > 0 and self._busy():
@@ -95,6 +108,7 @@ class RequestCoalescer:
             pending = None
         if pending is None:
             pending = self._open[model] = _Open()
+            pending.trace = trace_headers
         pending.correlations.append(correlation)
         pending.parts.append(encoded_request)
         pending.size += len(encoded_request) + 1
@@ -113,6 +127,7 @@ class RequestCoalescer:
                 None,  # no key: spread over the model's partitions
                 on_delivery=self._on_delivery(correlations),
                 max_wait_s=0,
+                headers=message.trace if len(correlations) == 1 else None,
             )
         except BufferError as exc:  # QueueFull included: never waited for on the event loop
             self._fail(

@@ -16,13 +16,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from gateway import v1
 from gateway.lifecycle import GatewayRuntime
+from gateway.tracing import serve_traced, traced_route
 from runtime.errors import PayloadTooLarge, RtmlError
+
+if TYPE_CHECKING:
+    from runtime.tracing_otel import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +87,22 @@ class FastPath:
             internal = RtmlError("internal error; see the gateway log")
             status, content = internal.status, orjson.dumps(internal.to_dict())
         await _answer(send, status, content)
+
+
+class TracedFastPath(FastPath):
+    """:class:`FastPath` with a server span around each prediction request (``tracing.enabled``;
+    chosen once, by :func:`gateway.app.create_app`: with tracing off this class is never used)."""
+
+    def __init__(self, app: ASGIApp, runtime: GatewayRuntime, max_body_bytes: int, tracing: Tracing) -> None:
+        super().__init__(app, runtime, max_body_bytes)
+        self.tracing = tracing
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        name = traced_route(scope["method"], scope["path"]) if scope["type"] == "http" else None
+        if name is None:
+            await super().__call__(scope, receive, send)
+        else:
+            await serve_traced(self.tracing, name, scope, receive, send, super().__call__)
 
 
 async def _answer(send: Send, status: int, content: bytes, extra: dict[str, str] | None = None) -> None:

@@ -20,6 +20,7 @@ from gateway.cache import GatewayCache
 from gateway.limits import RateLimiter
 from gateway.model_table import ModelEntry, ModelTable
 from gateway.replies import ReplyRouter
+from gateway.reply_janitor import ReplyTopicJanitor, heartbeat_group
 from gateway.service import PredictionService
 from runtime.artifacts import ArtifactStore
 from runtime.canary import CanaryController
@@ -73,6 +74,7 @@ class GatewayRuntime:
         self.admin = ModelAdmin(self.registry, self.control_writer, self.control.policy, by, self.artifacts)
         self.canary = CanaryController(settings.redis, self.instance_id, self.control, self.admin)
         self.replies = ReplyRouter(kafka, reply_topic(kafka, self.instance_id).name, self.instance_id)
+        self.janitor = ReplyTopicJanitor(kafka, settings.gateway, self.replies.topic, self.instance_id)
         self.producer = PolledProducer(
             kafka,
             REQUEST_PRODUCER,
@@ -102,6 +104,9 @@ class GatewayRuntime:
         loop = asyncio.get_running_loop()
         self.service.bind_loop(loop)
         await asyncio.to_thread(self._ensure_topics)
+        # Heartbeat from the moment the reply topic exists, before anything slow: a gateway that
+        # takes its time to start is never taken for gone by another gateway's janitor.
+        await asyncio.to_thread(self.janitor.start)
         await asyncio.to_thread(self.control.start)
         self._following = True
         await asyncio.to_thread(self.refresh_models)
@@ -167,8 +172,12 @@ class GatewayRuntime:
         self.replies.stop()
         await asyncio.to_thread(self.producer.close, 5.0)
         await self.cache.close()
+        # Heartbeats ran until every request in flight was answered. A topic kept here
+        # (delete_reply_topic_on_shutdown: false) goes silent: janitors delete it after the bound.
+        await asyncio.to_thread(self.janitor.stop)
         if self.settings.gateway.delete_reply_topic_on_shutdown:
             await asyncio.to_thread(delete_topics, self.settings.kafka, [self.replies.topic])
+            await asyncio.to_thread(self.janitor.owners.delete_groups, [heartbeat_group(self.replies.topic)])
         log.info("gateway stopped", extra={"instance": self.instance_id})
 
     @contextmanager

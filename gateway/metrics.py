@@ -35,6 +35,14 @@ LATE_REPLIES = Counter(
 LOG_ERRORS = Counter(
     "rtml_gateway_log_errors_total", "Prediction-log records the gateway failed to write", []
 )
+REPLY_HEARTBEAT_ERRORS = Counter(
+    "rtml_gateway_reply_heartbeat_errors_total",
+    "Heartbeats of this gateway's reply topic that failed (others may take it for gone)",
+    [],
+)
+REPLY_TOPICS_DELETED = Counter(
+    "rtml_gateway_reply_topics_deleted_total", "Orphaned reply topics of gone gateways deleted here", []
+)
 
 SERVED = ServedRows()
 """Cache hits answered here, per model, version and route, for the fleet heartbeat (the workers

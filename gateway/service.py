@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from confluent_kafka import KafkaError, Message
 
@@ -21,6 +22,7 @@ from gateway.coalesce import RequestCoalescer
 from gateway.limits import RateLimiter
 from gateway.model_table import ModelTable
 from gateway.replies import Reply, ReplyRouter
+from gateway.tracing import SendSpans
 from runtime.cache_keys import cache_key, decode_value, version_tag
 from runtime.clock import now_ms
 from runtime.errors import (
@@ -35,10 +37,14 @@ from runtime.errors import (
 from runtime.features import check_row, check_rows
 from runtime.kafka import PolledProducer
 from runtime.settings import Settings
+from runtime.tracing import kafka_headers
 from schemas.control import Route
 from schemas.messages import Label
 from schemas.model_metadata import ModelMetadata
 from schemas.wire import REQUEST_BATCH_OVERHEAD, encode_prediction_record, encode_request
+
+if TYPE_CHECKING:
+    from runtime.tracing_otel import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +92,35 @@ class PredictionService:
         self._undelivered: set[bytes] = set()
         self._request_ids: set[str] = set()
         """Callers' request ids in flight (409 for a second one at once)."""
-        self._outgoing = RequestCoalescer(
-            producer,
+        self._outgoing = self._coalescer(delivered=self._undelivered.difference_update)
+        self._tracing: Tracing | None = None
+        """None unless :meth:`trace_with` turned tracing on at start-up."""
+        self._sends: SendSpans | None = None
+        """The producer spans of requests in flight to Kafka (tracing on)."""
+
+    def _coalescer(self, delivered: Callable[[list[bytes]], None]) -> RequestCoalescer:
+        return RequestCoalescer(
+            self._producer,
             self._kafka.request_topic,
-            delivered=self._undelivered.difference_update,
+            delivered=delivered,
             fail=self._fail,
-            max_message_bytes=settings.gateway.max_body_bytes,
-            busy_delay_s=settings.gateway.coalesce_delay_us / 1_000_000,
-            busy=lambda: replies.in_flight >= BUSY_IN_FLIGHT,
+            max_message_bytes=self._gateway.max_body_bytes,
+            busy_delay_s=self._gateway.coalesce_delay_us / 1_000_000,
+            busy=lambda: self._replies.in_flight >= BUSY_IN_FLIGHT,
         )
+
+    def trace_with(self, tracing: Tracing) -> None:
+        """Turn tracing on (at start-up, before :meth:`bind_loop`): each request published gets a
+        producer span, child of the current (server) span, whose W3C context travels in the
+        request's ``traceparent`` field (and the message's header when it goes alone)."""
+        self._tracing = tracing
+        self._sends = sends = SendSpans(tracing, self._kafka.request_topic)
+
+        def delivered(correlations: list[bytes]) -> None:  # the producer's poll thread
+            self._undelivered.difference_update(correlations)
+            sends.delivered(correlations)
+
+        self._outgoing = self._coalescer(delivered=delivered)
 
     @property
     def kafka_up(self) -> bool:
@@ -131,6 +157,9 @@ class PredictionService:
         timeout_s = self.timeout_s(timeout_ms)
         features: Sequence[Sequence[float]] = rows  # type: ignore[assignment]  # checked above
         request_id = request_id or uuid.uuid4().hex
+        if self._tracing is not None:  # what the current (server) span served
+            served: dict[str, str | int] = {"rtml.request_id": request_id, "rtml.model": model}
+            self._tracing.annotate({**served, "rtml.version": metadata.version, "rtml.rows": len(features)})
         worker_reads_cache = use_cache
         if use_cache and len(features) == 1 and self._cache.available:
             hit = await self._from_cache(request_id, model, metadata, features[0], routed.route, timeout_s)
@@ -204,6 +233,7 @@ class PredictionService:
             served_by="gateway",
             top_probability=task == "classification",
             route=route,
+            trace=self._tracing.current_ids() if self._tracing is not None else None,
         )
         if not self._gateway.durable_hit_log:
             try:
@@ -267,6 +297,8 @@ class PredictionService:
             self._replies.discard(correlation)
             self._undelivered.discard(correlation)
             self._request_ids.discard(request_id)
+            if self._sends is not None:
+                self._sends.finish(correlation, future)
         return _decode_reply(reply, request_id, model, version, len(features))
 
     def _publish(
@@ -281,6 +313,9 @@ class PredictionService:
         routing: tuple[str | None, Route],
     ) -> None:
         sent = now_ms()
+        trace = None
+        if self._sends is not None:  # tracing on
+            trace = self._sends.start(correlation, request_id, model, version, len(features))
         envelope = encode_request(
             request_id=request_id,
             model=model,
@@ -294,6 +329,8 @@ class PredictionService:
             routing_key=routing[0],
             route=routing[1],
             correlation_id=correlation.decode(),
+            traceparent=trace[0] if trace is not None else None,
+            tracestate=trace[1] if trace is not None else None,
         )
         size = len(envelope) + REQUEST_BATCH_OVERHEAD
         if size > self._gateway.max_body_bytes:  # the limit every request message is kept under
@@ -302,10 +339,12 @@ class PredictionService:
                 f"{self._gateway.max_body_bytes}: send fewer rows per request"
             )
         self._undelivered.add(correlation)
-        self._outgoing.add(model, correlation, envelope)
+        self._outgoing.add(model, correlation, envelope, kafka_headers(*trace) if trace is not None else None)
 
     def _fail(self, correlations: list[bytes], error: RtmlError) -> None:
         """Fail the waiters of requests that never reached Kafka (on the event loop)."""
+        if self._sends is not None:
+            self._sends.failed(correlations, error.message)
         for correlation in correlations:
             self._replies.fail(correlation, error)
 

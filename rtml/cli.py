@@ -2,6 +2,7 @@
 
 rtml run [--worker-metrics-port P]... [--drift-metrics-port P]   whole stack with demo models (make run)
 rtml gateway                     HTTP gateway
+rtml gateway gc-reply-topics [--dry-run] [--watch S]   delete reply topics of gateways that are gone
 rtml worker --model NAME|all     a worker process (repeat --model to host several)
 rtml infra up|down|status        local Kafka (KRaft) and Redis on 127.0.0.1
 rtml models train-demo|list|show the model registry
@@ -51,7 +52,21 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
         metavar="PORT",
         help="Prometheus port of the drift app (default: 9111)",
     )
-    commands.add_parser("gateway", help="run the HTTP gateway")
+    gateway = commands.add_parser("gateway", help="run the HTTP gateway")
+    gateway.add_argument(
+        "action",
+        nargs="?",
+        choices=["gc-reply-topics"],
+        help="gc-reply-topics: delete the reply topics of gateways that are gone, then exit",
+    )
+    gateway.add_argument("--dry-run", action="store_true", help="gc-reply-topics: only say what would go")
+    gateway.add_argument(
+        "--watch",
+        type=float,
+        metavar="S",
+        help="gc-reply-topics: watch the heartbeats this long first (default: three heartbeat "
+        "periods; topics without any heartbeat need gateway.reply_topic_orphan_after_s)",
+    )
     from workers.main import add_arguments as add_worker_arguments
 
     add_worker_arguments(commands.add_parser("worker", help="run a worker process"))
@@ -137,10 +152,31 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     return run_stack(settings, MetricsPorts.from_args(args.worker_metrics_ports, args.drift_metrics_port))
 
 
-def _gateway(settings: Settings, _args: argparse.Namespace) -> int:
+def _gateway(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "gc-reply-topics":
+        return _gc_reply_topics(settings, args)
     from gateway.main import run_gateway
 
     return run_gateway(settings)
+
+
+def _gc_reply_topics(settings: Settings, args: argparse.Namespace) -> int:
+    """``rtml gateway gc-reply-topics``: the janitor every gateway runs, once (CronJobs, operators)."""
+    from gateway.reply_janitor import sweep_reply_topics
+    from gateway.reply_orphans import OrphanPolicy
+
+    policy = OrphanPolicy(settings.gateway.reply_topic_orphan_after_s)
+    watch_s = policy.confirm_s if args.watch is None else max(0.0, args.watch)
+    verdicts, deleted = sweep_reply_topics(settings.kafka, settings.gateway, watch_s, args.dry_run)
+    for verdict in verdicts:
+        if verdict.topic in deleted:
+            action = "deleted"
+        elif verdict.orphan:
+            action = "would delete" if args.dry_run else "not deleted"
+        else:
+            action = "kept"
+        print(f"{verdict.topic}\t{action}: {verdict.reason}")
+    return 0 if len(deleted) == sum(v.orphan for v in verdicts) or args.dry_run else 1
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:

@@ -36,6 +36,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from runtime import settings_checks as checks
+from runtime import tracing
 from runtime.errors import SettingsError
 from runtime.settings_sources import (
     ConventionalEnvSource,
@@ -152,7 +153,15 @@ class GatewaySettings(BaseModel):
     max_batch_rows: int = Field(default=10000, ge=1)
     """Largest features_batch accepted by batch_predict."""
     delete_reply_topic_on_shutdown: bool = True
-    """Remove this instance's reply topic on graceful shutdown."""
+    """Remove this instance's reply topic on graceful shutdown (else the other gateways' janitors
+    delete it once it has been silent for reply_topic_orphan_after_s, unless this id comes back)."""
+    reply_topic_gc_interval_s: float = Field(default=60.0, ge=0)
+    """How often this gateway looks for the reply topics of gateways that are gone (killed, scaled
+    away) and deletes them (gateway/reply_janitor.py); 0: never. Its own heartbeat runs regardless."""
+    reply_topic_orphan_after_s: float = Field(default=300.0, ge=5)
+    """A reply topic whose gateway has not heartbeated for this long is deleted by any gateway's
+    janitor or ``rtml gateway gc-reply-topics``; each gateway heartbeats every sixth of it (at most
+    10 s apart). At least max_timeout_ms: a gateway silent this long has no request in its deadline."""
     keep_alive_s: int = Field(default=75, ge=1)
     """Idle HTTP keep-alive. Longer than the idle timeout of the load balancer or client pool in
     front (60 s on most), so the server never closes a connection a client is about to reuse: that
@@ -194,6 +203,16 @@ class GatewaySettings(BaseModel):
     """API keys (``rtml keys create``): ``required`` checks ``Authorization: Bearer KEY`` or
     ``X-API-Key: KEY`` on every endpoint but liveness and readiness; None: required when
     ``env: production``, else off."""
+
+    @model_validator(mode="after")
+    def _orphans_outlive_deadlines(self) -> Self:
+        if self.reply_topic_orphan_after_s * 1000 < self.max_timeout_ms:
+            raise ValueError(
+                f"reply_topic_orphan_after_s ({self.reply_topic_orphan_after_s:g}) is shorter than "
+                f"max_timeout_ms ({self.max_timeout_ms} ms): a silent gateway's topic could be deleted "
+                "while a request on it is still inside its deadline"
+            )
+        return self
 
     def drain_seconds(self, env: str) -> float:
         if self.drain_s is not None:
@@ -399,6 +418,46 @@ class DriftSettings(BaseModel):
         return self
 
 
+class TracingSettings(BaseModel):
+    """OpenTelemetry tracing (runtime/tracing.py); needs the ``tracing`` extra (``rtml[tracing]``)."""
+
+    model_config = _FROZEN
+
+    enabled: bool = False
+    """Trace HTTP predictions through Kafka to the worker: one trace per request, its W3C context in
+    the Kafka message and its trace id in every PredictionRecord. Off: no span, no context, no
+    OpenTelemetry import (decided once at start-up)."""
+    exporter: Literal["otlp", "none"] = "otlp"
+    """``otlp``: OTLP over HTTP/protobuf to ``endpoint``; ``none``: propagate contexts and record trace
+    ids without exporting spans."""
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    """OTLP/HTTP traces endpoint (a collector, Jaeger, Tempo ...): the full URL, path included."""
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    """Extra HTTP headers of every export (an API key, say); values masked in repr and logs."""
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    """Timeout of one export request."""
+    service_name: str | None = None
+    """``service.name`` of this process's spans; None: ``rtml-gateway`` or ``rtml-worker`` (the
+    process kind; the drift app makes no spans)."""
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    """Share of new traces recorded (a trace id ratio); a request arriving with a W3C ``traceparent``
+    follows its caller's sampling decision."""
+    export_delay_ms: int = Field(default=5000, ge=1, le=60_000)
+    """Finished spans are batched and exported at most this long after they end."""
+    max_queue_size: int = Field(default=2048, ge=1)
+    """Finished spans held for export; beyond it new spans are dropped (never a wait on the hot path)."""
+
+    def header_values(self) -> dict[str, str]:
+        """``headers`` revealed, for the exporter and nothing else."""
+        return {key: value.get_secret_value() for key, value in self.headers.items()}
+
+    @model_validator(mode="after")
+    def _installed(self) -> Self:
+        if self.enabled and not tracing.installed(self.exporter):
+            raise ValueError(tracing.MISSING_EXTRA)
+        return self
+
+
 class Settings(BaseSettings):
     """Everything one rtml process reads from its environment."""
 
@@ -419,6 +478,7 @@ class Settings(BaseSettings):
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     infra: InfraSettings = Field(default_factory=InfraSettings)
     drift: DriftSettings = DriftSettings()
+    tracing: TracingSettings = TracingSettings()
 
     @field_validator("log_level")
     @classmethod

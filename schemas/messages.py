@@ -77,6 +77,14 @@ class PredictRequest(_Message):
     source: Literal["http", "kafka"] = "kafka"
     sent_at_ms: int | None = None
     """When the producer sent it (Unix ms), for end-to-end latency."""
+    traceparent: str | None = Field(default=None, max_length=128)
+    """W3C Trace Context ``traceparent`` of this request (optional, added with tracing): the worker's
+    span is its child and its records carry its trace id. Set by the gateway when tracing is on; a
+    producer may set it here or as the message's ``traceparent`` header (this field wins, and is
+    the only way for the requests of a PredictRequestBatch to carry a trace each). An invalid
+    value is ignored, never refused."""
+    tracestate: str | None = Field(default=None, max_length=512)
+    """W3C ``tracestate`` that goes with ``traceparent`` (vendor data, passed on as is)."""
 
 
 MAX_REQUESTS_PER_BATCH = 4096
@@ -176,6 +184,13 @@ class PredictionRecord(_Message):
     """Why this version served the row: ``default``, ``split`` (an A/B arm), ``pinned`` (the request
     named the version), ``canary``, or ``shadow`` (a mirrored prediction nobody was answered
     with: exclude these when counting answers)."""
+    trace_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
+    """OpenTelemetry trace id (32 hex) of the request that made this prediction (optional, added
+    with tracing): the span that served it is ``span_id`` of that trace. None (absent) when tracing is
+    off or the request came with no trace context."""
+    span_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
+    """Span id (16 hex) of the span that made the prediction: the worker's processing span, or the
+    gateway's server span for a cache hit it answered itself."""
 
 
 DeadLetterReason = Literal[

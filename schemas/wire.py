@@ -27,6 +27,8 @@ def encode_request(
     routing_key: str | None = None,
     route: str | None = None,
     correlation_id: str | None = None,
+    traceparent: str | None = None,
+    tracestate: str | None = None,
 ) -> bytes:
     envelope = {
         "schema_version": SCHEMA_VERSION,
@@ -47,6 +49,10 @@ def encode_request(
         envelope["route"] = route
     if correlation_id is not None:
         envelope["correlation_id"] = correlation_id
+    if traceparent is not None:  # tracing on (runtime/tracing.py)
+        envelope["traceparent"] = traceparent
+        if tracestate:
+            envelope["tracestate"] = tracestate
     return orjson.dumps(envelope)
 
 
@@ -83,26 +89,30 @@ def encode_prediction_record(
     served_by: str,
     top_probability: bool = True,
     route: str = "default",
+    trace: tuple[str, str] | None = None,
 ) -> bytes:
     """``top_probability``: classifiers report max(probabilities) as ``probability``; clustering
-    models carry distances in ``probabilities`` and report no ``probability``."""
-    return orjson.dumps(
-        {
-            "schema_version": SCHEMA_VERSION,
-            "request_id": request_id,
-            "row": row,
-            "model": model,
-            "version": version,
-            "features": features,
-            "prediction": prediction,
-            "probability": max(probabilities) if probabilities and top_probability else None,
-            "probabilities": probabilities,
-            "from_cache": from_cache,
-            "source": source,
-            "predicted_at_ms": predicted_at_ms,
-            "sent_at_ms": sent_at_ms,
-            "latency_ms": float(predicted_at_ms - sent_at_ms) if sent_at_ms is not None else None,
-            "served_by": served_by,
-            "route": route,
-        }
-    )
+    models carry distances in ``probabilities`` and report no ``probability``. ``trace``: the
+    (trace id, span id) of the span that made the prediction, written only when there is one (a
+    record without is byte for byte what it was before tracing existed)."""
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "request_id": request_id,
+        "row": row,
+        "model": model,
+        "version": version,
+        "features": features,
+        "prediction": prediction,
+        "probability": max(probabilities) if probabilities and top_probability else None,
+        "probabilities": probabilities,
+        "from_cache": from_cache,
+        "source": source,
+        "predicted_at_ms": predicted_at_ms,
+        "sent_at_ms": sent_at_ms,
+        "latency_ms": float(predicted_at_ms - sent_at_ms) if sent_at_ms is not None else None,
+        "served_by": served_by,
+        "route": route,
+    }
+    if trace is not None:
+        record["trace_id"], record["span_id"] = trace
+    return orjson.dumps(record)

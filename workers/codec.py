@@ -26,6 +26,7 @@ from runtime.errors import (
     RtmlError,
     Undecodable,
 )
+from runtime.tracing import TraceIds
 from schemas.control import Route
 from schemas.messages import SCHEMA_VERSION, DeadLetterReason, Label, PredictRequest, PredictRequestBatch
 from schemas.wire import is_request_batch
@@ -43,6 +44,8 @@ class DecodedRequest:
     """Why this version serves it (logged with every record)."""
     shadow: bool = False
     """A mirrored copy: predicted and logged as ``shadow``, never answered."""
+    trace: TraceIds | None = None
+    """(trace id, span id) of the span serving it, for its records (tracing on, context given)."""
 
 
 @dataclass(frozen=True)

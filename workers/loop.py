@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from confluent_kafka import Message
 
@@ -31,6 +32,9 @@ from workers.outbox import DurableOutbox
 from workers.pipeline import Pipeline
 from workers.reply import ReplySender
 from workers.transactional import TransactionalOutbox
+
+if TYPE_CHECKING:
+    from runtime.tracing_otel import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +61,9 @@ class ModelWorker:
         cache: WorkerCache,
         worker_id: str,
         policy: ModelPolicy | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
+        """``tracing``: the process's tracer (runtime/tracing.py), None when tracing is off."""
         registry = ModelRegistry(settings.registry.root)
         self.model = model
         metrics.start_model(model)
@@ -88,7 +94,9 @@ class ModelWorker:
             exactly_once=self._exactly_once,
             model=model,
         )
-        self._pipeline = Pipeline(settings, self._runtimes, cache, self._outbox, self._replies, worker_id)
+        self._pipeline = Pipeline(
+            settings, self._runtimes, cache, self._outbox, self._replies, worker_id, tracing
+        )
         self._in_flight = InFlight(self._consumer.store, self._consumer.rewind)
         self._consumer.before_revoke = self._drain
 

@@ -38,6 +38,7 @@ def run_worker_process(settings: Settings, models: list[str], limits: RunLimits 
     from runtime.memory import freeze_startup_objects, limit_malloc_arenas
     from runtime.model_admin import ModelAdmin
     from runtime.registry import ModelRegistry
+    from runtime.tracing import start_tracing
     from workers.cache import WorkerCache
     from workers.loop import ModelWorker, RunLimits
     from workers.metrics import SERVED
@@ -67,7 +68,10 @@ def run_worker_process(settings: Settings, models: list[str], limits: RunLimits 
     cache = WorkerCache(settings.redis)
     stop = threading.Event()
     _install_signal_handlers(stop)
-    workers = [ModelWorker(settings, model, cache, worker_id, control.policy(model)) for model in models]
+    tracing = start_tracing(settings.tracing, "worker")  # None when off: decided once, here
+    workers = [
+        ModelWorker(settings, model, cache, worker_id, control.policy(model), tracing) for model in models
+    ]
     by_model.update((worker.model, worker) for worker in workers)
     for worker in workers:  # a change that arrived while the workers were being built
         if (policy := control.policy(worker.model)) is not None and policy != worker.runtimes.policy:
@@ -111,6 +115,8 @@ def run_worker_process(settings: Settings, models: list[str], limits: RunLimits 
     fleet.stop()
     control.stop()
     cache.close()
+    if tracing is not None:
+        tracing.shutdown()  # export the spans still queued
     if failed:
         raise SystemExit(f"worker {worker_id}: model thread(s) crashed: {', '.join(failed)}")
     log.info("worker stopped", extra={"worker": worker_id})

@@ -17,7 +17,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from confluent_kafka import Message
@@ -35,6 +35,10 @@ from workers.codec import DecodedRequest, Rejected
 from workers.inference import ModelRuntime, RuntimeTable
 from workers.outbox import Outbox
 from workers.reply import ReplySender
+from workers.tracing import BatchSpans
+
+if TYPE_CHECKING:
+    from runtime.tracing_otel import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +91,7 @@ class Pipeline:
         outbox: Outbox,
         replies: ReplySender,
         worker_id: str,
+        tracing: Tracing | None = None,
     ) -> None:
         self._runtimes = runtimes
         self._model = runtimes.model
@@ -102,26 +107,39 @@ class Pipeline:
         self._max_rows = settings.worker.max_batch_rows
         self._outgoing: dict[str, list[codec.Reply]] = {}
         """Replies of the batch being processed, by reply topic; sent at its end."""
+        self._spans = BatchSpans(tracing, self._model) if tracing is not None else None
+        """None when tracing is off (decided once, here): then no request gets a span."""
 
     def process(self, messages: Sequence[Message]) -> None:
         started = time.perf_counter()
         arrived_ms = now_ms()
         batches: dict[str, VersionBatch] = {}
         policy = self._runtimes.policy
+        spans = self._spans
+        if spans is not None:
+            spans.begin()
         for message in messages:
             for outcome in codec.decode(message, self._runtimes, arrived_ms, self._reply_prefix):
                 if isinstance(outcome, Rejected):
                     self._reject(outcome, arrived_ms)
                     continue
+                if spans is not None:
+                    outcome = spans.traced(outcome)
                 _batch_for(batches, outcome.runtime).add(outcome)
                 for version in shadows(policy, outcome.runtime.version, outcome.request.routing_key):
                     runtime = self._runtimes.runtime(version)
                     if runtime is not None:
-                        mirrored = DecodedRequest(message, outcome.request, runtime, "shadow", shadow=True)
+                        mirrored = DecodedRequest(
+                            message, outcome.request, runtime, "shadow", shadow=True, trace=outcome.trace
+                        )
                         _batch_for(batches, runtime).add(mirrored)
-        if batches:
-            self._serve(list(batches.values()), started)
-        self._send_replies()
+        try:
+            if batches:
+                self._serve(list(batches.values()), started)
+            self._send_replies()
+        finally:
+            if spans is not None:
+                spans.end()
         self._replies.poll()
         metrics.BATCH_SECONDS.labels(self._model).observe(time.perf_counter() - started)
 
@@ -131,6 +149,8 @@ class Pipeline:
             log.warning("shadow version failed", extra={"model": self._model, "version": rejected.shadow})
             return
         metrics.DEAD_LETTERS.labels(self._model, rejected.reason).inc()
+        if self._spans is not None:
+            self._spans.rejected(rejected)
         self._outbox.send(self._dlq_topic, codec.encode_dead_letter(rejected, self._worker_id, at_ms))
         request = rejected.request
         if request is not None and request.reply_to and not isinstance(rejected.error, DeadlineExceeded):
@@ -260,6 +280,7 @@ class Pipeline:
                     served_by="worker",
                     top_probability=classifier,
                     route=item.route,
+                    trace=item.trace,
                 )
                 self._outbox.send(self._log_topic, record, request.request_id.encode())
             rows[request.source, item.route] += len(span)

@@ -97,23 +97,37 @@ class KafkaProducer:
         key: bytes | None = None,
         on_delivery: DeliveryCallback | None = None,
         max_wait_s: float | None = None,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> None:
-        """Enqueue one message. A full local queue is drained by polling for up to ``max_wait_s``
-        (default: the profile's wait), then :class:`QueueFull` is raised."""
+        """Enqueue one message (``headers``: Kafka message headers, e.g. a W3C ``traceparent``). A
+        full local queue is drained by polling for up to ``max_wait_s`` (default: the profile's
+        wait), then :class:`QueueFull` is raised."""
         try:
-            self._produce(topic, value, key, on_delivery=on_delivery)
+            if headers is None:
+                self._produce(topic, value, key, on_delivery=on_delivery)
+            else:  # W3C trace context (runtime/tracing.py)
+                self._produce(topic, value, key, on_delivery=on_delivery, headers=headers)
         except BufferError:
             wait_s = self.queue_full_wait_s if max_wait_s is None else max_wait_s
-            self._produce_when_room(topic, value, key, on_delivery, wait_s)
+            self._produce_when_room(topic, value, key, on_delivery, wait_s, headers)
 
     def _produce_when_room(
-        self, topic: str, value: bytes, key: bytes | None, on_delivery: DeliveryCallback | None, wait_s: float
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        on_delivery: DeliveryCallback | None,
+        wait_s: float,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> None:
         deadline = time.monotonic() + wait_s
         while True:
             self._producer.poll(max(0.0, min(QUEUE_FULL_POLL_S, deadline - time.monotonic())))
             try:
-                self._produce(topic, value, key, on_delivery=on_delivery)
+                if headers is None:
+                    self._produce(topic, value, key, on_delivery=on_delivery)
+                else:
+                    self._produce(topic, value, key, on_delivery=on_delivery, headers=headers)
                 return
             except BufferError:
                 if time.monotonic() >= deadline:

@@ -52,7 +52,8 @@ def request_topic(kafka: KafkaSettings, model: str) -> TopicSpec:
 
 
 def reply_topic(kafka: KafkaSettings, instance_id: str) -> TopicSpec:
-    """One per gateway instance, read by manual assignment; deleted on graceful shutdown."""
+    """One per gateway instance, read by manual assignment; deleted on graceful shutdown, or by
+    another gateway's janitor once its heartbeat stopped (gateway/reply_janitor.py)."""
     return TopicSpec(f"{kafka.reply_topic_prefix}{instance_id}", 1, "correlation id", REPLY_RETENTION_MS)
 
 

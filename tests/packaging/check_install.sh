@@ -56,8 +56,8 @@ import importlib, pkgutil, sys, sysconfig
 from pathlib import Path
 
 site = Path(sysconfig.get_paths()["purelib"]).resolve()
-# Modules that need an extra (rtml[train]) by design; every other import must be declared.
-NEEDS_EXTRA = {"importers.demo_models": {"sklearn", "skl2onnx"}}
+# Modules that need an extra (rtml[train], rtml[tracing]) by design; every other import must be declared.
+NEEDS_EXTRA = {"importers.demo_models": {"sklearn", "skl2onnx"}, "runtime.tracing_otel": {"opentelemetry"}}
 failures = []
 for package in ("rtml", "runtime", "importers", "gateway", "workers", "drift", "schemas", "rtml_client"):
     root = importlib.import_module(package)
@@ -113,6 +113,10 @@ if output=$(run rtml models train-demo 2>&1); then
     fail "rtml models train-demo succeeded without scikit-learn installed?"
 fi
 grep -q "pip install 'rtml\[train\]'" <<<"$output" || fail "train-demo without [train]: $output"
+if output=$(run env RTML_TRACING__ENABLED=true rtml models list 2>&1); then
+    fail "tracing.enabled was accepted without OpenTelemetry's SDK installed?"
+fi
+grep -q "pip install 'rtml\[tracing\]'" <<<"$output" || fail "tracing without [tracing]: $output"
 echo "ok"
 
 log "unknown settings are refused by name"

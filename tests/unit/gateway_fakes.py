@@ -71,6 +71,7 @@ class Produced:
     value: bytes
     key: bytes | None
     on_delivery: Delivery | None
+    headers: list[tuple[str, str | bytes | None]] | None = None
 
 
 @dataclass
@@ -90,10 +91,11 @@ class FakeProducer:
         key: bytes | None = None,
         on_delivery: Delivery | None = None,
         max_wait_s: float | None = None,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> None:
         if self.refuse is not None:
             raise self.refuse
-        message = Produced(topic, value, key, on_delivery)
+        message = Produced(topic, value, key, on_delivery, headers)
         self.produced.append(message)
         if self.on_produce is not None:
             self.on_produce(message)

@@ -56,6 +56,10 @@ request_ids = st.text(min_size=1, max_size=128)
 model_names = st.text(min_size=1, max_size=64)
 versions = st.from_regex(r"[0-9]{1,6}", fullmatch=True)
 sources = st.sampled_from(["http", "kafka"])
+trace_ids = st.tuples(
+    st.text(alphabet="0123456789abcdef", min_size=32, max_size=32),
+    st.text(alphabet="0123456789abcdef", min_size=16, max_size=16),
+)
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -109,7 +113,15 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
         "routing_key": draw(st.none() | st.text(min_size=1, max_size=256)),
         "route": draw(st.none() | st.sampled_from(ROUTES)),
         "correlation_id": draw(st.none() | st.text(min_size=1, max_size=64)),
+        **_trace_context(draw),
     }
+
+
+def _trace_context(draw: st.DrawFn) -> dict[str, str | None]:
+    """traceparent (written only when set) and tracestate (only with a traceparent)."""
+    traceparent = draw(st.none() | st.text(min_size=1, max_size=128))
+    state = draw(st.none() | st.text(min_size=1, max_size=512)) if traceparent is not None else None
+    return {"traceparent": traceparent, "tracestate": state}
 
 
 @PROPERTY
@@ -170,8 +182,10 @@ def test_encode_prediction_record(
         served_by=served_by,
         top_probability=top_probability,
         route=data.draw(st.sampled_from(ROUTES)),
+        trace=(trace := data.draw(st.none() | trace_ids)),
     )
     record = check(raw, PredictionRecord)
+    assert (record.trace_id, record.span_id) == (trace or (None, None))
     expected = max(probabilities) if probabilities and top_probability else None
     assert record.probability == expected
     assert record.latency_ms == (None if sent_at_ms is None else float(latency))
