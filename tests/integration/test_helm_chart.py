@@ -621,3 +621,42 @@ def test_prometheus_scraping(rendered: dict[str, list[Manifest]]) -> None:
     gateway = monitors["rtml-gateway"]["spec"]["endpoints"][0]
     assert gateway["authorization"]["credentials"]["key"] == "metrics-api-key"  # auth: required
     assert gateway["scheme"] == "https"
+
+
+# ---------------------------------------------------------------- reply-topic janitor
+
+
+def _cron_pod(cronjob: Manifest) -> Manifest:
+    """A CronJob's pod template in the shape the Deployment helpers above read."""
+    return {"metadata": cronjob["metadata"], "spec": cronjob["spec"]["jobTemplate"]["spec"]}
+
+
+def test_reply_topic_gc_cronjob_runs_the_sweep_with_the_gateways_settings(
+    helm: str, rendered: dict[str, list[Manifest]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rtml.cli import _parser
+
+    for case in ("default", "production"):
+        manifests = rendered[case]
+        (cronjob,) = _of_kind(manifests, "CronJob")
+        assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+        pod = _cron_pod(cronjob)
+        assert pod["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+        container = _container(pod)
+        args = _parser("gateway").parse_args(container["args"])
+        assert args.command == "gateway" and args.action == "gc-reply-topics" and not args.dry_run
+        settings = _settings_of(manifests, pod, tmp_path, monkeypatch)
+        (gateway,) = _component(manifests, "gateway")
+        gateway_settings = _settings_of(manifests, gateway, tmp_path, monkeypatch)
+        # The same cluster and prefix as the gateways, or it sweeps someone else's topics.
+        assert settings.kafka.bootstrap_servers == gateway_settings.kafka.bootstrap_servers
+        assert settings.kafka.reply_topic_prefix == gateway_settings.kafka.reply_topic_prefix
+        assert settings.kafka.security_properties() == gateway_settings.kafka.security_properties()
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
+        assert {"cpu", "memory"} <= container["resources"]["limits"].keys()
+        assert (
+            args.watch is not None
+            and args.watch < cronjob["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"]
+        )
+    assert not _of_kind(_render(helm, "--set", "replyTopicGC.enabled=false"), "CronJob")
