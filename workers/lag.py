@@ -31,6 +31,8 @@ class ConsumerLag:
         self.topic = topic
         self.read_committed = read_committed
         self._exported: set[str] = set()
+        self.stats_at: float | None = None
+        """Monotonic time of the last statistics: the loop's heartbeat (workers/probes.py)."""
 
     def on_stats(self, stats_json: str) -> None:
         try:
@@ -47,6 +49,7 @@ class ConsumerLag:
         self._exported = {p for p, lag in lags.items() if lag is not None}
         metrics.ASSIGNED_PARTITIONS.labels(self.model).set(len(lags))
         metrics.STATS_TIMESTAMP.labels(self.model).set(time.time())
+        self.stats_at = time.monotonic()
 
     def close(self) -> None:
         metrics.forget_consumer(self.model)

@@ -100,6 +100,10 @@ class ModelWorker:
         self._in_flight = InFlight(self._consumer.store, self._consumer.rewind)
         self._consumer.before_revoke = self._drain
 
+    def stats_at(self) -> float | None:
+        """When the loop last polled Kafka (its consumer's statistics; None before the first)."""
+        return self._consumer.lag.stats_at
+
     @property
     def runtimes(self) -> RuntimeTable:
         return self._runtimes

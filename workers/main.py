@@ -42,6 +42,7 @@ def run_worker_process(settings: Settings, models: list[str], limits: RunLimits 
     from workers.cache import WorkerCache
     from workers.loop import ModelWorker, RunLimits
     from workers.metrics import SERVED
+    from workers.probes import WorkerProbes, serve_probes
 
     run_limits = limits or RunLimits()
     limit_malloc_arenas(settings.worker.malloc_arenas)  # before any thread starts
@@ -61,12 +62,11 @@ def run_worker_process(settings: Settings, models: list[str], limits: RunLimits 
         local = ModelRegistry(settings.registry.root).list_models()
         models = sorted(set(local) | {name for name, p in control.policies().items() if p.versions})
     ensure_topics(settings.kafka, serving_topics(settings.kafka, models))
-    if settings.worker.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(settings.worker.metrics_port, addr=settings.worker.metrics_host)
-    cache = WorkerCache(settings.redis)
     stop = threading.Event()
+    probes = WorkerProbes(stop)
+    if settings.worker.metrics_port:  # /metrics, /health and /ready (workers/probes.py)
+        serve_probes(probes, settings.worker.metrics_host, settings.worker.metrics_port)
+    cache = WorkerCache(settings.redis)
     _install_signal_handlers(stop)
     tracing = start_tracing(settings.tracing, "worker")  # None when off: decided once, here
     workers = [
@@ -104,8 +104,10 @@ def run_worker_process(settings: Settings, models: list[str], limits: RunLimits 
     threads = [
         threading.Thread(target=serve, args=(worker,), name=f"worker-{worker.model}") for worker in workers
     ]
-    for thread in threads:
+    for worker, thread in zip(workers, threads, strict=True):
         thread.start()
+        probes.watch(worker.model, thread, worker.stats_at)
+    probes.started()
     log.info("worker started", extra={"models": models, "worker": worker_id})
     for thread in threads:
         while thread.is_alive():

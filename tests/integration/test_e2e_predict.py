@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 
 import httpx
@@ -221,3 +222,22 @@ def test_models_endpoints_health_and_metrics(stack: RunningStack) -> None:
         "rtml_gateway_timeouts_total",
     ):
         assert series in metrics
+
+
+def test_workers_answer_health_and_ready_beside_metrics(stack: RunningStack) -> None:
+    """The probes Kubernetes and compose use (workers/probes.py): a serving worker is live and
+    ready, names each model's state in JSON, and still serves /metrics on the same port."""
+    predict(stack, {"model_name": "iris_classifier", "features": [5.0, 3.0, 1.5, 0.2], "use_cache": False})
+    for url in stack.worker_metrics_urls:
+        base = url.rsplit("/metrics", 1)[0]
+        deadline = time.monotonic() + 15  # the first consumer statistics come within 5 s
+        while True:
+            ready = httpx.get(f"{base}/ready", timeout=5)
+            if ready.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert ready.status_code == 200 and ready.json() == {"status": "ready", "reasons": []}, ready.text
+        health = httpx.get(f"{base}/health", timeout=5)
+        assert health.status_code == 200 and health.json() == {"status": "ok", "problems": {}}, health.text
+        assert health.headers["content-type"] == "application/json"
+        assert "rtml_worker_rows_total" in httpx.get(url, timeout=5).text

@@ -494,8 +494,10 @@ def test_one_worker_deployment_per_model(
             assert settings.worker.metrics_host == "0.0.0.0"
             port = {p["name"]: p["containerPort"] for p in _container(deployment)["ports"]}["metrics"]
             assert port == settings.worker.metrics_port
-            for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
-                assert _container(deployment)[probe]["httpGet"]["port"] == "metrics"
+            paths = {"livenessProbe": "/health", "readinessProbe": "/ready", "startupProbe": "/ready"}
+            for probe, path in paths.items():
+                get = _container(deployment)[probe]["httpGet"]
+                assert (get["path"], get["port"]) == (path, "metrics"), probe
             # Models arrive through the artifacts topic: the registry starts as an emptyDir.
             assert "emptyDir" in _mounts(deployment)[str(settings.registry.root.parent)]
     for deployment in _component(rendered["no-autoscaling"], "worker"):
