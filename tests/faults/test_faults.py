@@ -42,6 +42,9 @@ from tests.model_fixtures import DemoModels
 from tests.stack_fixtures import RunningStack, StackFactory, free_port
 
 FULL = os.environ.get("RTML_FAULTS", "short") == "full"
+# Five phases of PHASE_S each, the capacity calibration and the stack's start: past the default
+# 120 s, bounded all the same.
+pytestmark = pytest.mark.timeout(900 if FULL else 480)
 HOLD_S = 8.0 if FULL else 3.0
 """How long a killed process stays down before it is restarted."""
 PHASE_S = 45.0 if FULL else 30.0
