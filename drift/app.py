@@ -34,10 +34,12 @@ from drift.config import Catalog
 from drift.detector import Detector, Outcome, Partial
 from drift.ingest import Batch, LogReader
 from drift.kafka_auth import faust_credentials
+from drift.probes import DriftProbes
 from drift.state import version_state
 from runtime.drift_state import StatePublisher
 from runtime.errors import DriftConfigError, TotalsMismatch
 from runtime.kafka import STATE_TABLE, STEPS_TABLE, drift_topics, ensure_topics
+from runtime.probe_server import serve_probes
 from runtime.registry import ModelRegistry
 from runtime.settings import Settings
 
@@ -71,6 +73,7 @@ class IngestService(mode.Service):
             while not self.should_stop and self._reader is not None:
                 self._reader.catalog = self.drift_app.catalog
                 batch: Batch = await self._in_thread(self._reader.poll)
+                self.drift_app.probes.polled()
                 await self._publish(batch)
         except Exception as exc:
             log.exception("drift log reader failed; stopping the app")
@@ -104,8 +107,10 @@ class IngestService(mode.Service):
 class DriftApp:
     """The Faust app, its topics and tables, and the detector they feed."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, probes: DriftProbes | None = None) -> None:
         self.settings = settings
+        self.probes = probes or DriftProbes()
+        """The ingest loop's heartbeat, for /health and /ready (drift/probes.py)."""
         self.registry = ModelRegistry(settings.registry.root)
         self.catalog = Catalog.build(self.registry.snapshot(), settings.drift)
         self.detector = Detector(self.catalog)
@@ -217,13 +222,12 @@ def _state_publisher(settings: Settings) -> StatePublisher | None:
 def run_drift(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code."""
     ensure_topics(settings.kafka, drift_topics(settings))
-    if settings.drift.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(settings.drift.metrics_port, addr=settings.drift.metrics_host)
+    probes = DriftProbes()
+    if settings.drift.metrics_port:  # /metrics, /health and /ready
+        serve_probes(probes, settings.drift.metrics_host, settings.drift.metrics_port)
     for name in ("aiokafka", "faust", "mode"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
-    app = DriftApp(settings)
+    app = DriftApp(settings, probes)
     gc.freeze()  # start-up objects leave the collected generations
     gc.set_threshold(GC_THRESHOLD, 50, 100)  # a batch allocates ~10 objects per record; collect less often
     worker = faust.Worker(

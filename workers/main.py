@@ -37,12 +37,13 @@ def run_worker_process(settings: Settings, models: list[str], limits: RunLimits 
     from runtime.kafka import control_topics, ensure_topics, serving_topics
     from runtime.memory import freeze_startup_objects, limit_malloc_arenas
     from runtime.model_admin import ModelAdmin
+    from runtime.probe_server import serve_probes
     from runtime.registry import ModelRegistry
     from runtime.tracing import start_tracing
     from workers.cache import WorkerCache
     from workers.loop import ModelWorker, RunLimits
     from workers.metrics import SERVED
-    from workers.probes import WorkerProbes, serve_probes
+    from workers.probes import WorkerProbes
 
     run_limits = limits or RunLimits()
     limit_malloc_arenas(settings.worker.malloc_arenas)  # before any thread starts

@@ -9,8 +9,8 @@ readiness only tells an operator (and a rollout) that the process is serving:
   alert). A restart is then the fix. A draining worker (SIGTERM) stays live until it exits.
 - ``/ready``: 503 while starting (models loading, first poll not yet made) and once stopping.
 
-Answers are small JSON objects naming the reasons; no lock is taken on the serving path (the
-loop only writes a float that these handlers read).
+Answers are small JSON objects naming the reasons (served by runtime/probe_server.py); no lock
+is taken on the serving path (the loop only writes a float that these handlers read).
 """
 
 from __future__ import annotations
@@ -19,12 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from typing import Any
-
-import orjson
-from prometheus_client import REGISTRY
-from prometheus_client.exposition import MetricsHandler
 
 STALL_AFTER_S = 60.0
 """Statistics every 5 s: twelve missed in a row is a wedged loop, not a slow batch."""
@@ -84,35 +79,3 @@ class WorkerProbes:
         elif waiting:
             reasons.append(f"starting: no poll yet for {', '.join(waiting)}")
         return not reasons, {"status": "ready" if not reasons else "not_ready", "reasons": reasons}
-
-
-def serve_probes(probes: WorkerProbes, host: str, port: int) -> ThreadingHTTPServer:
-    """``/metrics`` (prometheus_client's own handler), ``/health`` and ``/ready`` on a daemon thread."""
-
-    class Handler(MetricsHandler):
-        registry = REGISTRY
-
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/health":
-                self._answer(*probes.health())
-            elif path == "/ready":
-                self._answer(*probes.ready())
-            else:
-                super().do_GET()
-
-        def _answer(self, ok: bool, body: dict[str, Any]) -> None:
-            data = orjson.dumps(body)
-            self.send_response(200 if ok else 503)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return  # probes every few seconds: not worth a log line each
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="worker-probes", daemon=True).start()
-    return server

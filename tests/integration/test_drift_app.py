@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 import redis
 
@@ -214,6 +215,13 @@ def test_state_in_redis_and_prometheus(
     labels = f'kind="feature",model="{MODEL}",statistic="psi",subject="amount",version="1"'
     assert f"rtml_drift_statistic{{{labels}}}" in text
     assert f'rtml_drift_alerts_firing{{model="{MODEL}",severity="critical",version="1"}}' in text
+    # The probes beside /metrics (drift/probes.py): the log reader is polling.
+    for path, body in (
+        ("health", {"status": "ok", "problems": {}}),
+        ("ready", {"status": "ready", "reasons": []}),
+    ):
+        with urllib.request.urlopen(f"http://127.0.0.1:{run.metrics_port}/{path}", timeout=5) as response:
+            assert response.status == 200 and orjson.loads(response.read()) == body, path
 
 
 def window_end(run: DriftRun, client: redis.Redis) -> int:
