@@ -126,8 +126,10 @@ class ReplyRouter:
                     raise
                 time.sleep(0.1)
         consumer.assign(partitions)
-        self._assigned.set()
+        # Logged before start() is released: after it, the caller may already be shutting down
+        # (in tests, pytest has closed the stream this log line would go to).
         log.info("reply consumer assigned", extra={"topic": self.topic, "partitions": len(partitions)})
+        self._assigned.set()
         return consumer
 
     def _end_offsets(self, consumer: Consumer) -> list[TopicPartition]:
