@@ -103,9 +103,13 @@ class HttpLoad:
                 with self._lock:
                     self.connect_retries += 1
                 continue
-            except httpx.TransportError:
+            except httpx.TransportError as exc:
                 self._mark_down(gateway)
-                self._record(HttpOutcome(sent_at, time.monotonic() - sent_at, gateway, 0, row))
+                # The exception's class stands in for an error code: what broke (reset, read, ...).
+                outcome = HttpOutcome(
+                    sent_at, time.monotonic() - sent_at, gateway, 0, row, None, type(exc).__name__
+                )
+                self._record(outcome)
                 return
             self._record(_outcome(response, sent_at, gateway, row))
             return
