@@ -50,7 +50,7 @@ unit: setup-dev ## tests/unit only: no sockets, no subprocesses, under a minute
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 faults: setup-dev ## the long fault-injection suite (kill -9 of each process under load, ~6 min)
-	RTML_FAULTS=full $(BIN)/pytest tests/faults -s -p no:randomly $(PYTEST_ARGS)
+	FAULT_SUITE=full $(BIN)/pytest tests/faults -s -p no:randomly $(PYTEST_ARGS)
 
 lint: setup-dev ## ruff
 	$(BIN)/ruff check .

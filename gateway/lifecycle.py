@@ -176,8 +176,15 @@ class GatewayRuntime:
         # (delete_reply_topic_on_shutdown: false) goes silent: janitors delete it after the bound.
         await asyncio.to_thread(self.janitor.stop)
         if self.settings.gateway.delete_reply_topic_on_shutdown:
-            await asyncio.to_thread(delete_topics, self.settings.kafka, [self.replies.topic])
-            await asyncio.to_thread(self.janitor.owners.delete_groups, [heartbeat_group(self.replies.topic)])
+            if self.producer.health.up:
+                await asyncio.to_thread(delete_topics, self.settings.kafka, [self.replies.topic])
+                await asyncio.to_thread(
+                    self.janitor.owners.delete_groups, [heartbeat_group(self.replies.topic)]
+                )
+            else:  # an admin request would only time out (and librdkafka may abort on that)
+                log.warning(
+                    "kafka unreachable: reply topic left to the janitors", extra={"topic": self.replies.topic}
+                )
         log.info("gateway stopped", extra={"instance": self.instance_id})
 
     @contextmanager

@@ -21,12 +21,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from gateway import metrics
 from gateway.reply_orphans import OrphanPolicy, Verdict, Watch, candidates, encode_heartbeat
 from runtime.clock import now_ms
-from runtime.kafka import new_admin
+from runtime.kafka import REPLY_HEARTBEAT, new_admin, new_consumer
 from runtime.settings import GatewaySettings, KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -46,22 +46,40 @@ def heartbeat_group(topic: str) -> str:
 
 
 class ReplyOwners:
-    """Heartbeats on the broker: write ours, read the others', delete the orphans. One admin client."""
+    """Heartbeats on the broker: write ours, read the others', delete the orphans.
+
+    Heartbeats go through the group coordinator as ordinary consumer commits and offset reads
+    (a REPLY_HEARTBEAT consumer per heartbeat group, never joining it), not through the admin
+    API's group requests: those abort the whole process in librdkafka 2.x when they time out
+    while the broker is down (librdkafka #4605: both gateways of the fault suite died that way).
+    The admin client only lists and deletes topics and, once an orphan's topic is gone, its group."""
 
     def __init__(self, kafka: KafkaSettings) -> None:
         self.prefix = kafka.reply_topic_prefix
+        self._kafka = kafka
         self._admin = new_admin(kafka)
+        self._writers: dict[str, Consumer] = {}
+        """Heartbeat group -> the consumer that commits its heartbeat (a gateway has one)."""
 
     def beat(self, topic: str, instance_id: str, at_ms: int | None = None) -> None:
-        """Commit ``topic``'s heartbeat, stamped now (or ``at_ms``)."""
+        """Commit ``topic``'s heartbeat, stamped now (or ``at_ms``); raises if the broker did not
+        take it."""
         stamp = encode_heartbeat(instance_id, now_ms() if at_ms is None else at_ms)
-        heartbeat = TopicPartition(topic, 0, 0, metadata=stamp)
-        request = ConsumerGroupTopicPartitions(heartbeat_group(topic), [heartbeat])
-        futures = self._admin.alter_consumer_group_offsets([request], request_timeout=REQUEST_TIMEOUT_S)
-        for future in futures.values():
-            for partition in future.result(timeout=2 * REQUEST_TIMEOUT_S).topic_partitions or []:
-                if partition.error is not None:
-                    raise KafkaException(partition.error)
+        group = heartbeat_group(topic)
+        writer = self._writers.get(group)
+        if writer is None:
+            writer = self._writers[group] = new_consumer(self._kafka, REPLY_HEARTBEAT, {"group.id": group})
+        # Raises KafkaException when not taken; without a coordinator within the profile's
+        # session.timeout.ms (5 s).
+        committed = writer.commit(offsets=[TopicPartition(topic, 0, 0, metadata=stamp)], asynchronous=False)
+        for partition in committed or []:
+            if partition.error is not None:
+                raise KafkaException(partition.error)
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
 
     def reply_topics(self, own: Iterable[str] = ()) -> list[str]:
         topics = self._admin.list_topics(timeout=REQUEST_TIMEOUT_S).topics
@@ -70,19 +88,16 @@ class ReplyOwners:
     def heartbeats(self, topics: Iterable[str]) -> dict[str, str | None]:
         """Each topic's heartbeat (None: it has none); a topic whose heartbeat could not be read is
         left out (not seen this pass)."""
-        futures = {}
-        for topic in topics:
-            request = ConsumerGroupTopicPartitions(heartbeat_group(topic), [TopicPartition(topic, 0)])
-            futures[topic] = self._admin.list_consumer_group_offsets(
-                [request], request_timeout=REQUEST_TIMEOUT_S
-            )[heartbeat_group(topic)]
         read: dict[str, str | None] = {}
-        for topic, future in futures.items():
+        for topic in topics:
+            reader = new_consumer(self._kafka, REPLY_HEARTBEAT, {"group.id": heartbeat_group(topic)})
             try:
-                partitions = future.result(timeout=2 * REQUEST_TIMEOUT_S).topic_partitions or []
+                partitions = reader.committed([TopicPartition(topic, 0)], timeout=REQUEST_TIMEOUT_S)
             except FAILURES as exc:
                 log.debug("reply topic heartbeat unreadable", extra={"topic": topic, "error": str(exc)})
                 continue
+            finally:
+                reader.close()
             if len(partitions) == 1 and partitions[0].error is None:
                 read[topic] = partitions[0].metadata if partitions[0].offset >= 0 else None
         return read
@@ -160,6 +175,8 @@ class ReplyTopicJanitor:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=STOP_WAIT_S)
+        if not any(thread.is_alive() for thread in self._threads):
+            self.owners.close()  # else a beat still uses its consumer: left to the process exit
 
     def beat(self) -> bool:
         """One heartbeat of our topic; a failure is counted and logged once per failing streak."""

@@ -113,6 +113,11 @@ class RedisSettings(BaseModel):
     """After an outage, skip the cache for this long before trying Redis again."""
     key_prefix: str = "rtml:p:"
     """Namespace of cache keys."""
+    cache_direct_requests: bool = False
+    """Whether requests produced straight to Kafka (``source: kafka``) use the prediction cache
+    too: looked up (unless ``use_cache`` is false) and stored. Off by default, as Triton and KServe
+    make a response cache opt-in: event features rarely repeat, and caching a row costs Redis and
+    the worker more than predicting it (bench/RESULTS.md). Requests from the gateway always use it."""
     keys_prefix: str = "rtml:keys:"
     """Namespace of API keys: only SHA-256 hashes of the keys are stored, shared by every gateway."""
     limits_prefix: str = "rtml:rl:"

@@ -73,7 +73,9 @@ class PredictRequest(_Message):
     """Absolute deadline (Unix ms). Past it the request is dead-lettered, not served."""
     use_cache: bool = True
     """False: the worker does not look the rows up in the cache (it still stores its predictions).
-    The gateway sends False for a row it has just looked up itself."""
+    The gateway sends False for a row it has just looked up itself. A request with ``source:
+    kafka`` goes through the cache only where the workers run with
+    ``redis.cache_direct_requests: true``."""
     source: Literal["http", "kafka"] = "kafka"
     sent_at_ms: int | None = None
     """When the producer sent it (Unix ms), for end-to-end latency."""

@@ -52,15 +52,19 @@ class VersionBatch:
         self.starts: list[int] = []
         self.rows: list[list[float]] = []
         self.keys: list[str] = []
+        """Cache key per row; empty when no row of the batch uses the cache."""
+        self.cached: list[bool] = []
+        """Per row: whether its request uses the cache at all (:meth:`Pipeline._caches`)."""
         self.labels: list[Label | None] = []
         self.probabilities: list[list[float] | None] = []
         self.from_cache: list[bool] = []
         self.failed: set[int] = set()  # indexes into items
 
-    def add(self, item: DecodedRequest) -> None:
+    def add(self, item: DecodedRequest, cached: bool) -> None:
         self.items.append(item)
         self.starts.append(len(self.rows))
         self.rows.extend(item.request.features)
+        self.cached.extend([cached] * len(item.request.features))
 
     def span(self, index: int) -> range:
         end = self.starts[index + 1] if index + 1 < len(self.starts) else len(self.rows)
@@ -68,8 +72,9 @@ class VersionBatch:
 
     def prepare(self, prefix: str, model: str, decimals: int | None = None) -> np.ndarray:
         array = np.asarray(self.rows, dtype=np.float64)
-        tag = version_tag(self.runtime.version, self.runtime.metadata.onnx_sha256)
-        self.keys = cache_keys(prefix, model, tag, array, decimals)
+        if any(self.cached):  # hashing is per row: skipped when nothing will be looked up or stored
+            tag = version_tag(self.runtime.version, self.runtime.metadata.onnx_sha256)
+            self.keys = cache_keys(prefix, model, tag, array, decimals)
         size = len(self.rows)
         self.labels, self.probabilities, self.from_cache = [None] * size, [None] * size, [False] * size
         return array
@@ -105,6 +110,7 @@ class Pipeline:
         self._log_topic = settings.kafka.predictions_topic
         self._dlq_topic = settings.kafka.dlq_topic
         self._max_rows = settings.worker.max_batch_rows
+        self._cache_direct = settings.redis.cache_direct_requests
         self._outgoing: dict[str, list[codec.Reply]] = {}
         """Replies of the batch being processed, by reply topic; sent at its end."""
         self._spans = BatchSpans(tracing, self._model) if tracing is not None else None
@@ -125,14 +131,15 @@ class Pipeline:
                     continue
                 if spans is not None:
                     outcome = spans.traced(outcome)
-                _batch_for(batches, outcome.runtime).add(outcome)
+                cached = self._caches(outcome)
+                _batch_for(batches, outcome.runtime).add(outcome, cached)
                 for version in shadows(policy, outcome.runtime.version, outcome.request.routing_key):
                     runtime = self._runtimes.runtime(version)
                     if runtime is not None:
                         mirrored = DecodedRequest(
                             message, outcome.request, runtime, "shadow", shadow=True, trace=outcome.trace
                         )
-                        _batch_for(batches, runtime).add(mirrored)
+                        _batch_for(batches, runtime).add(mirrored, cached)
         try:
             if batches:
                 self._serve(list(batches.values()), started)
@@ -142,6 +149,14 @@ class Pipeline:
                 spans.end()
         self._replies.poll()
         metrics.BATCH_SECONDS.labels(self._model).observe(time.perf_counter() - started)
+
+    def _caches(self, item: DecodedRequest) -> bool:
+        """Whether a request's rows go through the prediction cache (read if it asks, and written).
+        A request the gateway sent always does: the gateway reads the cache, the worker fills it.
+        A request produced straight to Kafka does only with ``redis.cache_direct_requests``: such
+        feature rows (events) rarely repeat, and a cache write costs Redis and the worker more
+        per row than the prediction it saves (bench/RESULTS.md)."""
+        return item.request.source == "http" or self._cache_direct
 
     def _reject(self, rejected: Rejected, at_ms: int) -> None:
         if rejected.shadow:  # the request itself was served: a shadow's failure is only counted
@@ -185,6 +200,7 @@ class Pipeline:
             for index, item in enumerate(batch.items)
             if item.request.use_cache
             for row in batch.span(index)
+            if batch.cached[row]
         ]
         if not wanted:
             return
@@ -229,7 +245,8 @@ class Pipeline:
                 row_probabilities = probabilities[position] if probabilities is not None else None
                 batch.labels[row] = label
                 batch.probabilities[row] = row_probabilities
-                to_cache.append((batch.keys[row], encode_value(label, row_probabilities)))
+                if batch.cached[row]:
+                    to_cache.append((batch.keys[row], encode_value(label, row_probabilities)))
 
     def _run_one_by_one(
         self, batch: VersionBatch, array: np.ndarray, misses: set[int], to_cache: list[tuple[str, bytes]]

@@ -31,6 +31,7 @@ CONTROL_WRITER      runtime/control.py           acks=all, idempotent; policies 
 ARTIFACT_READER     runtime/artifacts.py         manual assignment from the start; never commits
 ARTIFACT_WRITER     runtime/artifacts.py         acks=all, idempotent; chunks before their manifest
 LAG_PROBE           :func:`committed_lag`        reads committed offsets; never commits
+REPLY_HEARTBEAT     gateway/reply_janitor.py     commits/reads one heartbeat offset; never joins
 ADMIN               :func:`ensure_topics`, ...   -
 ==================  ===========================  =============================================
 
@@ -86,6 +87,7 @@ from runtime.kafka.profiles import (
     LOG_READER,
     PROFILES,
     REPLY_CONSUMER,
+    REPLY_HEARTBEAT,
     REPLY_PRODUCER,
     REQUEST_CONSUMER,
     REQUEST_PRODUCER,
@@ -121,6 +123,7 @@ __all__ = [
     "LOG_READER",
     "PROFILES",
     "REPLY_CONSUMER",
+    "REPLY_HEARTBEAT",
     "REPLY_PRODUCER",
     "REQUEST_CONSUMER",
     "REQUEST_PRODUCER",

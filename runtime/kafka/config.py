@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,14 +26,45 @@ def client_config(kafka: KafkaSettings, **overrides: Any) -> dict[str, Any]:
     return config
 
 
-def log_errors(client: str) -> Callable[[KafkaError], None]:
-    """An ``error_cb`` that logs what librdkafka reports (a fatal error at ERROR level)."""
+REPEAT_LOG_INTERVAL_S = 10.0
+"""A client error repeated within this long is counted, not logged again."""
 
-    def on_error(error: KafkaError) -> None:
+
+class ErrorLog:
+    """Logs a client's errors, each distinct one at most once per ``interval_s``.
+
+    While a broker is down librdkafka reports a failed connect on every reconnect attempt (every
+    50-100 ms per client): logged as they come that is tens of lines a second per process, which
+    buries the first useful one and costs the log pipeline. Repeats are counted and the count
+    goes out with the next line for that error. A fatal error is always logged."""
+
+    def __init__(self, client: str, interval_s: float = REPEAT_LOG_INTERVAL_S) -> None:
+        self._client = client
+        self._interval_s = interval_s
+        self._last: dict[str, tuple[float, int]] = {}  # error -> (last logged at, repeats since)
+        self._lock = threading.Lock()
+
+    def __call__(self, error: KafkaError) -> None:
+        text, now = error.str(), time.monotonic()
+        with self._lock:
+            last_at, repeats = self._last.get(text, (-self._interval_s, 0))
+            if not error.fatal() and now - last_at < self._interval_s:
+                self._last[text] = (last_at, repeats + 1)
+                return
+            if len(self._last) > 256:  # bounded: error texts carry addresses and counts
+                self._last.clear()
+            self._last[text] = (now, 0)
         level = logging.ERROR if error.fatal() else logging.WARNING
-        log.log(level, "kafka client error", extra={"client": client, "error": error.str()})
+        extra: dict[str, Any] = {"client": self._client, "error": text}
+        if repeats:
+            extra["repeated"] = repeats
+        log.log(level, "kafka client error", extra=extra)
 
-    return on_error
+
+def log_errors(client: str) -> Callable[[KafkaError], None]:
+    """An ``error_cb`` that logs what librdkafka reports (a fatal error at ERROR level), repeats
+    throttled (:class:`ErrorLog`)."""
+    return ErrorLog(client)
 
 
 @dataclass
@@ -43,6 +75,10 @@ class BrokerHealth:
     up: bool = True
     last_error: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _log: ErrorLog = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._log = ErrorLog(self.name)
 
     def on_error(self, error: KafkaError) -> None:
         code = error.code()
@@ -50,7 +86,7 @@ class BrokerHealth:
             with self._lock:
                 self.up = False
                 self.last_error = error.str()
-        log.warning("kafka client error", extra={"client": self.name, "error": error.str()})
+        self._log(error)
 
     def on_stats(self, stats_json: str) -> None:
         brokers = orjson.loads(stats_json).get("brokers", {})

@@ -349,6 +349,24 @@ LAG_PROBE = Profile(
     required=frozenset({"group.id"}),
 )
 
+REPLY_HEARTBEAT = Profile(
+    "reply-heartbeat",
+    "consumer",
+    {
+        # Never joins its group: commits the one heartbeat offset it is given, reads committed ones.
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        # Bounds how long a commit waits for a coordinator (librdkafka waits session.timeout.ms,
+        # 45 s by default), and so a close with a commit pending; the group is never joined.
+        "session.timeout.ms": 5000,
+        "heartbeat.interval.ms": 1000,
+    },
+    required=frozenset({"group.id"}),
+)
+"""A reply topic's heartbeat (gateway/reply_janitor.py), written and read through the group
+coordinator as any consumer's commit is, not through the admin API: librdkafka's admin group
+requests can abort the process when they time out while the broker is down (librdkafka #4605)."""
+
 ADMIN = Profile("admin", "admin")
 """Topic creation and deletion: connection settings only."""
 
@@ -369,5 +387,6 @@ PROFILES: tuple[Profile, ...] = (
     ARTIFACT_READER,
     ARTIFACT_WRITER,
     LAG_PROBE,
+    REPLY_HEARTBEAT,
     ADMIN,
 )

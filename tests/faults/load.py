@@ -14,7 +14,8 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -49,6 +50,15 @@ class HttpLoad:
     threads: int = 8
     outcomes: list[HttpOutcome] = field(default_factory=list)
     connect_retries: int = 0
+    refused: Counter[tuple[int, str]] = field(default_factory=Counter)
+    """Connection attempts that sent nothing, by gateway and error (for the report)."""
+    refused_at: list[float] = field(default_factory=list)
+    on_all_refused: Callable[[], str] | None = None
+    """Called the first few times every gateway refused a request: what it returns (the state of
+    the gateways then) goes into ``all_refused`` for the report."""
+    all_refused: list[str] = field(default_factory=list)
+    crashes: list[str] = field(default_factory=list)
+    """Exceptions that ended a sender thread: the suite fails on any (the load would shrink unseen)."""
     _stop: threading.Event = field(default_factory=threading.Event)
     _workers: list[threading.Thread] = field(default_factory=list)
     _down_until: dict[int, float] = field(default_factory=dict)
@@ -79,6 +89,10 @@ class HttpLoad:
                     self._stop.wait(delay)
                 next_at = max(next_at + interval, time.monotonic() - interval)
                 self._send_one(clients, rng, index)
+        except Exception as exc:  # recorded for the checks, which fail on it
+            with self._lock:
+                self.crashes.append(f"{threading.current_thread().name}: {exc!r}")
+            raise
         finally:
             for client in clients:
                 client.close()
@@ -98,10 +112,12 @@ class HttpLoad:
             sent_at = time.monotonic()
             try:
                 response = clients[gateway].post(f"{self.urls[gateway]}/api/v1/predict", json=body)
-            except httpx.ConnectError:
+            except httpx.ConnectError as exc:
                 self._mark_down(gateway)  # nothing was sent: the balancer tries the next gateway
                 with self._lock:
                     self.connect_retries += 1
+                    self.refused[gateway, str(exc)[:80]] += 1
+                    self.refused_at.append(sent_at)
                 continue
             except httpx.TransportError as exc:
                 self._mark_down(gateway)
@@ -113,6 +129,8 @@ class HttpLoad:
                 return
             self._record(_outcome(response, sent_at, gateway, row))
             return
+        if self.on_all_refused is not None and len(self.all_refused) < 3:
+            self.all_refused.append(f"{time.monotonic():.1f}: {self.on_all_refused()}")
         self._stop.wait(0.05)  # every gateway refused: nothing was sent, nothing to account for
 
     def _gateway_order(self, index: int) -> list[int]:

@@ -122,9 +122,12 @@ def test_a_corrupt_cached_value_is_a_counted_miss_for_gateway_and_worker(stack: 
 
         client.set(key, b'["x", {"not": "probabilities"}]')
         request_id = f"corrupt-{uuid.uuid4().hex[:8]}"
+        # source http: the rows a gateway forwards go through the worker's cache (direct ones
+        # do not by default, next test).
         value = orjson.dumps(
-            {"request_id": request_id, "model": "iris_classifier", "version": "1", "features": [row]}
-        )
+            {"request_id": request_id, "model": "iris_classifier", "version": "1", "features": [row],
+             "source": "http"}
+        )  # fmt: skip
         produce(stack.bootstrap, stack.request_topic("iris_classifier"), [value])
         records = read_topic(
             stack.bootstrap,
@@ -144,3 +147,50 @@ def test_a_corrupt_cached_value_is_a_counted_miss_for_gateway_and_worker(stack: 
             if line.startswith("rtml_worker_cache_total{") and 'result="corrupt"' in line
         )
     assert corrupt >= 1
+
+
+def test_direct_requests_skip_the_cache_by_default(stack: RunningStack) -> None:
+    """redis.cache_direct_requests is false: a row produced straight to Kafka is predicted and
+    logged, but neither looked up nor stored; the same row through the gateway then is."""
+    row = iris_row()
+    metadata = stack.registry.metadata("iris_classifier", "1")
+    prefix = stack.namespace.env()["RTML_REDIS__KEY_PREFIX"]
+    key = cache_key(prefix, "iris_classifier", version_tag("1", metadata.onnx_sha256), row, None)
+    client = redis.Redis.from_url(stack.redis_url)
+    try:
+        client.set(key, b"[2, [0.0, 0.0, 1.0]]")  # a planted answer a cache read would return
+        request_id = f"direct-{uuid.uuid4().hex[:8]}"
+        value = orjson.dumps(
+            {"request_id": request_id, "model": "iris_classifier", "version": "1", "features": [row]}
+        )
+        produce(stack.bootstrap, stack.request_topic("iris_classifier"), [value])
+        records = read_topic(
+            stack.bootstrap,
+            stack.namespace.predictions_topic,
+            lambda rs: any(r["request_id"] == request_id for r in rs),
+        )
+        (record,) = [r for r in records if r["request_id"] == request_id]
+        assert record["from_cache"] is False and record["source"] == "kafka"
+        client.delete(key)
+        other = iris_row()
+        other_key = cache_key(prefix, "iris_classifier", version_tag("1", metadata.onnx_sha256), other, None)
+        second_id = f"direct-{uuid.uuid4().hex[:8]}"
+        produce(
+            stack.bootstrap,
+            stack.request_topic("iris_classifier"),
+            [orjson.dumps({"request_id": second_id, "model": "iris_classifier", "version": "1",
+                           "features": [other]})],
+        )  # fmt: skip
+        read_topic(
+            stack.bootstrap,
+            stack.namespace.predictions_topic,
+            lambda rs: any(r["request_id"] == second_id for r in rs),
+        )
+        assert client.exists(other_key) == 0  # predicted, not stored
+        assert predict(stack, "iris_classifier", "1", other)["from_cache"] is False
+        deadline = time.monotonic() + 10  # the worker stores after it has replied
+        while not client.exists(other_key) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert predict(stack, "iris_classifier", "1", other)["from_cache"] is True  # stored this time
+    finally:
+        client.close()

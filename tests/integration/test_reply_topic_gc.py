@@ -16,16 +16,17 @@ import uuid
 from dataclasses import dataclass, field
 
 import httpx
+import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from gateway.reply_janitor import ReplyOwners, heartbeat_group
+from gateway.reply_janitor import REQUEST_TIMEOUT_S, ReplyOwners, heartbeat_group
 from rtml.infra.process import free_ports
 from rtml.stack import Child, wait_http_ok
 from runtime.clock import now_ms
 from runtime.kafka import ensure_topics, reply_topic
 from runtime.settings import KafkaSettings
-from tests.stack_fixtures import RunningStack, StackFactory
+from tests.stack_fixtures import RunningStack, StackFactory, free_port
 
 ORPHAN_AFTER_S = 6.0
 """gateway.reply_topic_orphan_after_s here (heartbeat every 1 s, confirmed over 3 s)."""
@@ -250,3 +251,21 @@ def stamp_old_heartbeat(owners: ReplyOwners, topic: str, at_ms: int) -> None:
 def list_names(bootstrap: str, prefix: str) -> set[str]:
     topics = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
     return {name for name in topics if name.startswith(prefix)}
+
+
+def test_a_heartbeat_without_a_broker_fails_within_its_bound_instead_of_blocking() -> None:
+    """A real librdkafka consumer with no broker behind its address: the commit is asynchronous and
+    waited for with a bound (a synchronous one blocks 45 s), and no admin request is involved (they
+    can abort the process on a timeout, librdkafka #4605)."""
+    port = free_port()  # nothing listens there
+    owners = ReplyOwners(KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}", reply_topic_prefix="x."))
+    try:
+        started = time.monotonic()
+        with pytest.raises((TimeoutError, KafkaException)):
+            owners.beat("x.me", "me")
+        assert time.monotonic() - started < REQUEST_TIMEOUT_S + 2
+        started = time.monotonic()
+        assert owners.heartbeats(["x.other"]) == {}  # unreadable: left out, not judged
+        assert time.monotonic() - started < REQUEST_TIMEOUT_S + 2
+    finally:
+        owners.close()

@@ -282,3 +282,44 @@ def test_every_client_is_built_by_the_kafka_layer() -> None:
         for line in _client_calls(path)
     ]
     assert not found, f"build clients with runtime.kafka's factories: {found}"
+
+
+class _Error:
+    """The two methods ErrorLog reads of a confluent_kafka.KafkaError."""
+
+    def __init__(self, text: str, fatal: bool = False) -> None:
+        self._text, self._fatal = text, fatal
+
+    def str(self) -> str:
+        return self._text
+
+    def fatal(self) -> bool:
+        return self._fatal
+
+
+def test_a_repeated_client_error_is_logged_once_per_interval_with_its_count(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.kafka import config
+
+    now = [100.0]
+    monkeypatch.setattr(config.time, "monotonic", lambda: now[0])
+    errors = config.ErrorLog("worker-1", interval_s=10.0)
+    refused = _Error("127.0.0.1:9092/1: Connect failed: Connection refused")
+    with caplog.at_level("WARNING", logger="runtime.kafka"):
+        for _ in range(50):  # a reconnect loop: every 100 ms for 5 s
+            errors(refused)  # type: ignore[arg-type]
+            now[0] += 0.1
+        errors(_Error("1/1 brokers are down"))  # type: ignore[arg-type]  # another error: logged
+        now[0] += 6.0
+        errors(refused)  # type: ignore[arg-type]  # past the interval: logged with the repeats
+        errors(_Error("fenced", fatal=True))  # type: ignore[arg-type]
+        errors(_Error("fenced", fatal=True))  # type: ignore[arg-type]  # fatal: never throttled
+    lines = [(r.levelname, r.__dict__["error"], r.__dict__.get("repeated")) for r in caplog.records]
+    assert lines == [
+        ("WARNING", refused.str(), None),
+        ("WARNING", "1/1 brokers are down", None),
+        ("WARNING", refused.str(), 49),
+        ("ERROR", "fenced", None),
+        ("ERROR", "fenced", None),
+    ]

@@ -74,8 +74,12 @@ def runtimes(demo_models: DemoModels) -> RuntimeTable:
     return RuntimeTable(demo_models.registry("iris_classifier"), "iris_classifier")
 
 
-def make(runtimes: RuntimeTable, cache: RecordingCache | None = None) -> tuple[Pipeline, Any, Any, Any]:
-    settings = load_settings(redis={"key_prefix": PREFIX})
+def make(
+    runtimes: RuntimeTable, cache: RecordingCache | None = None, cache_direct: bool = True
+) -> tuple[Pipeline, Any, Any, Any]:
+    """``cache_direct``: these requests come with ``source: kafka`` (the schema's default), so the
+    cache tests opt in to caching them; the default policy has its own test."""
+    settings = load_settings(redis={"key_prefix": PREFIX, "cache_direct_requests": cache_direct})
     cache = cache or RecordingCache()
     outbox, replies = RecordingOutbox(), RecordingReplies()
     return Pipeline(settings, runtimes, cache, outbox, replies, "w1"), cache, outbox, replies  # type: ignore[arg-type]
@@ -121,6 +125,36 @@ def test_cache_hits_skip_the_model_and_are_marked(runtimes: RuntimeTable) -> Non
     pipeline.process([message(0, request("hit", [row, [6.0, 3.0, 4.0, 1.0]]))])
     log = outbox.of(load_settings().kafka.predictions_topic)
     assert [(r["prediction"], r["from_cache"]) for r in log] == [(2, True), (1, False)]
+
+
+def test_by_default_only_requests_from_the_gateway_use_the_cache(runtimes: RuntimeTable) -> None:
+    row = [5.0, 3.0, 1.0, 0.5]
+    latest = runtimes.resolve(None)[0].metadata
+    tag = version_tag(latest.version, latest.onnx_sha256)
+    key = cache_key(PREFIX, "iris_classifier", tag, row)
+    pipeline, cache, outbox, _ = make(
+        runtimes, RecordingCache({key: encode_value(2, [0.0, 0.0, 1.0])}), False
+    )
+    pipeline.process([message(0, request("direct", [row, [6.0, 3.0, 4.0, 1.0]]))])
+    assert cache.gets == []  # neither looked up ...
+    assert list(cache.stored) == [key]  # ... nor stored
+    pipeline.process(
+        [
+            message(1, request("direct", [row])),
+            message(2, request("via-gateway", [row, [6.1, 3.0, 4.0, 1.0]], source="http")),
+        ]
+    )
+    assert len(cache.gets) == 1 and len(cache.gets[0]) == 2  # only the gateway's rows
+    assert len(cache.stored) == 2  # its miss is stored
+    log = outbox.of(load_settings().kafka.predictions_topic)
+    # The stored answer (2) is not the model's (0): only the gateway's request was served from it.
+    assert [(r["request_id"], r["prediction"], r["from_cache"]) for r in log] == [
+        ("direct", 0, False),
+        ("direct", 1, False),
+        ("direct", 0, False),
+        ("via-gateway", 2, True),
+        ("via-gateway", 1, False),
+    ]
 
 
 def test_a_request_that_breaks_the_model_is_isolated(

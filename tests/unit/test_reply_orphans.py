@@ -180,6 +180,9 @@ class FakeOwners:
             self.topics.pop(topic)
         return topics
 
+    def close(self) -> None:
+        pass
+
 
 class Clock:
     def __init__(self) -> None:
