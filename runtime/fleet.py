@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 import time
+from bisect import bisect_left
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -62,16 +63,20 @@ class ServedRows:
         labels: Sequence[object] | None,
     ) -> None:
         """Per request answered: its latency (from being sent to being predicted); per row: its label."""
+        # Counted first outside the lock (Counter counts in C); merged per distinct value.
+        buckets = Counter(
+            LATENCY_BUCKETS_MS[min(bisect_left(LATENCY_BUCKETS_MS, latency), len(LATENCY_BUCKETS_MS) - 1)]
+            for latency in latencies_ms
+        )
+        per_label = Counter(labels) if labels else Counter()
         with self._lock:
             counts = self._counts
-            for latency in latencies_ms:
-                bucket = next((b for b in LATENCY_BUCKETS_MS if latency <= b), LATENCY_BUCKETS_MS[-1])
-                counts["latency", model, version, str(bucket)] += 1
-            if labels:
-                for label in labels:
-                    key = ("labels", model, version, str(label))
-                    if key in counts or self._distinct_labels(model, version) < MAX_LABELS:
-                        counts[key] += 1
+            for bucket, n in buckets.items():
+                counts["latency", model, version, str(bucket)] += n
+            for label, n in per_label.items():
+                key = ("labels", model, version, str(label))
+                if key in counts or self._distinct_labels(model, version) < MAX_LABELS:
+                    counts[key] += n
 
     def error(self, model: str, version: str, requests: int = 1) -> None:
         with self._lock:

@@ -28,7 +28,7 @@ from runtime.errors import DeadlineExceeded, ModelError
 from runtime.model_policy import shadows
 from runtime.settings import Settings
 from schemas.messages import Label
-from schemas.wire import encode_prediction_record
+from schemas.wire import encode_prediction_records
 from workers import codec, metrics
 from workers.cache import WorkerCache
 from workers.codec import DecodedRequest, Rejected
@@ -281,34 +281,35 @@ class Pipeline:
             span = batch.span(index)
             if request.sent_at_ms is not None:
                 latencies.append(done_ms - request.sent_at_ms)
-            for offset, row in enumerate(span):
-                record = encode_prediction_record(
-                    request_id=request.request_id,
-                    row=offset,
-                    model=request.model,
-                    version=version,
-                    features=request.features[offset],
-                    prediction=batch.labels[row],  # type: ignore[arg-type]  # filled by cache or model
-                    probabilities=batch.probabilities[row],
-                    from_cache=batch.from_cache[row],
-                    source=request.source,
-                    predicted_at_ms=done_ms,
-                    sent_at_ms=request.sent_at_ms,
-                    served_by="worker",
-                    top_probability=classifier,
-                    route=item.route,
-                    trace=item.trace,
-                )
-                self._outbox.send(self._log_topic, record, request.request_id.encode())
+            records = encode_prediction_records(
+                request_id=request.request_id,
+                model=request.model,
+                version=version,
+                features=request.features,
+                predictions=batch.labels[span.start : span.stop],  # type: ignore[arg-type]  # all filled
+                probabilities=batch.probabilities[span.start : span.stop],
+                from_cache=batch.from_cache[span.start : span.stop],
+                source=request.source,
+                predicted_at_ms=done_ms,
+                sent_at_ms=request.sent_at_ms,
+                served_by="worker",
+                top_probability=classifier,
+                route=item.route,
+                trace=item.trace,
+            )
+            self._outbox.send_many(self._log_topic, records, request.request_id.encode())
             rows[request.source, item.route] += len(span)
         for (source, route), count in rows.items():
             metrics.ROWS.labels(self._model, version, source, route).inc(count)
             metrics.SERVED.add(self._model, version, route, count)
         # For the canary judge: latency per request, and the label distribution (not a regressor's).
         labelled = batch.runtime.metadata.task != "regression"
-        done = [
-            label for row, label in enumerate(batch.labels) if labelled and not self._failed_row(batch, row)
-        ]
+        if not labelled:
+            done: list[Label | None] = []
+        elif not batch.failed:
+            done = batch.labels
+        else:
+            done = [label for row, label in enumerate(batch.labels) if not self._failed_row(batch, row)]
         metrics.SERVED.add_batch(self._model, version, latencies, done)
         answered = sum(
             1 for index, item in enumerate(batch.items) if index not in batch.failed and not item.shadow

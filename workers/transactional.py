@@ -55,6 +55,10 @@ class TransactionalOutbox:
         except (KafkaException, BufferError) as exc:
             self._failed = str(exc)
 
+    def send_many(self, topic: str, values: Sequence[bytes], key: bytes | None = None) -> None:
+        for value in values:
+            self.send(topic, value, key)
+
     def commit(self, messages: Sequence[Message], consumer: RequestConsumer) -> bool:
         """Commit the batch's output and offsets together; False (after an abort) if that failed:
         the caller re-reads the batch."""

@@ -35,7 +35,13 @@ from schemas.messages import (
     PredictRequest,
     PredictRequestBatch,
 )
-from schemas.wire import encode_prediction_record, encode_request, is_request_batch, join_request_batch
+from schemas.wire import (
+    encode_prediction_record,
+    encode_prediction_records,
+    encode_request,
+    is_request_batch,
+    join_request_batch,
+)
 from workers.codec import (
     DEAD_LETTER_KEY_LIMIT,
     DEAD_LETTER_VALUE_LIMIT,
@@ -189,6 +195,60 @@ def test_encode_prediction_record(
     expected = max(probabilities) if probabilities and top_probability else None
     assert record.probability == expected
     assert record.latency_ms == (None if sent_at_ms is None else float(latency))
+
+
+@PROPERTY
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.lists(finite, max_size=6),
+            labels,
+            st.none() | st.lists(unit_interval, max_size=4),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    top_probability=st.booleans(),
+    sent_at_ms=st.none() | millis,
+    data=st.data(),
+)
+def test_encode_prediction_records_equals_one_record_per_row(
+    rows: list[tuple[list[float], Any, list[float] | None, bool]],
+    top_probability: bool,
+    sent_at_ms: int | None,
+    data: st.DataObject,
+) -> None:
+    """The batch encoder the workers use writes each row's record byte for byte as the per-row one."""
+    common: dict[str, Any] = {
+        "request_id": data.draw(request_ids),
+        "model": data.draw(model_names),
+        "version": data.draw(versions),
+        "source": data.draw(sources),
+        "predicted_at_ms": (sent_at_ms or 0) + 5,
+        "sent_at_ms": sent_at_ms,
+        "served_by": "worker",
+        "top_probability": top_probability,
+        "route": data.draw(st.sampled_from(ROUTES)),
+        "trace": data.draw(st.none() | trace_ids),
+    }
+    features, predictions, probabilities, from_cache = (list(column) for column in zip(*rows, strict=True))
+    batch = encode_prediction_records(
+        features=features,
+        predictions=predictions,
+        probabilities=probabilities,
+        from_cache=from_cache,
+        **common,
+    )
+    one_by_one = [
+        encode_prediction_record(
+            row=index, features=f, prediction=label, probabilities=p, from_cache=cached, **common
+        )
+        for index, (f, label, p, cached) in enumerate(rows)
+    ]
+    assert batch == one_by_one
+    for raw in batch:
+        check(raw, PredictionRecord)
 
 
 # -- replies ----------------------------------------------------------------------------------

@@ -42,6 +42,10 @@ class RecordingOutbox:
     def send(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         self.sent.append((topic, orjson.loads(value)))
 
+    def send_many(self, topic: str, values: list[bytes], key: bytes | None = None) -> None:
+        for value in values:
+            self.send(topic, value, key)
+
     def of(self, topic: str) -> list[dict[str, Any]]:
         return [value for sent_topic, value in self.sent if sent_topic == topic]
 

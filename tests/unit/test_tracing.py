@@ -356,6 +356,10 @@ class Recorder:
             return
         self.sent.append((topic, orjson.loads(value)))
 
+    def send_many(self, topic: str, values: list[bytes], key: bytes | None = None) -> None:
+        for value in values:
+            self.send(topic, value, key)
+
     def get_many(self, keys: list[str]) -> list[bytes | None]:
         return [None] * len(keys)
 
