@@ -127,3 +127,38 @@ def memory_mb(pid: int) -> dict[str, float | None]:
     except OSError:
         pass
     return values
+
+
+def gateway_latency(before: Snapshot, after: Snapshot, model: str) -> dict[str, float] | None:
+    """The gateway's own view of its requests between two snapshots: mean and bucket-bound p50/p99
+    of rtml_gateway_request_seconds (handler entry to answer), in ms. Set beside the load
+    generator's latency, it says whether time is lost inside the gateway or in front of it (the
+    listen backlog, the event loop's accept, the load generator)."""
+    if not _both(before, after):
+        return None
+    name = "rtml_gateway_request_seconds"
+    count = total(after.gateway, f"{name}_count", model=model) - total(
+        before.gateway, f"{name}_count", model=model
+    )
+    if count <= 0:
+        return None
+    seconds = total(after.gateway, f"{name}_sum", model=model) - total(
+        before.gateway, f"{name}_sum", model=model
+    )
+    buckets: dict[float, float] = {}
+    for sample_name, labels, value in after.gateway:
+        if sample_name == f"{name}_bucket" and labels.get("model") == model:
+            bound = float(labels["le"])
+            buckets[bound] = buckets.get(bound, 0.0) + value
+    for sample_name, labels, value in before.gateway:
+        if sample_name == f"{name}_bucket" and labels.get("model") == model:
+            bound = float(labels["le"])
+            buckets[bound] = buckets.get(bound, 0.0) - value
+
+    def quantile(q: float) -> float:
+        for bound in sorted(buckets):
+            if buckets[bound] >= q * count:
+                return bound * 1000
+        return float("inf")
+
+    return {"mean_ms": seconds / count * 1000, "p50_le_ms": quantile(0.5), "p99_le_ms": quantile(0.99)}

@@ -135,7 +135,7 @@ def evaluate_targets(
     workers = [v["rss_mb"] for k, v in final.items() if k.startswith("worker")]
     unaccounted = [run["unaccounted"] for d in direct for run in d.get("runs", [d])]
     idle = idle or {}
-    loop = open_loop[0] if open_loop else None
+    loop = next((o for o in open_loop or [] if o.get("system", "rtml") == "rtml"), None)
     loop_base = f"c{loop['based_on']['concurrency']}" if loop else "c64"
     # The target is set at 80%; another --open-loop-share is labelled with its own share.
     loop_share = f"{loop['share']:.0%}" if loop else "80%"
@@ -263,22 +263,29 @@ def render(summary: dict[str, Any], markdown: bool) -> str:
 
 def _open_loop_table(runs: list[dict[str, Any]], markdown: bool) -> str:
     headers = [
-        "(a) open loop (vegeta)", "rate asked", "sent/s", "answered/s", "requests", "p50 ms", "p90 ms",
-        "p99 ms", "p99.9 ms", "max ms", "errors", "send lag p99 ms", "cache hits", "mean batch",
-        "CPU ms/req", "vegeta CPU ms/req", "others' CPU",
+        "open loop", "rate asked", "sent/s", "answered/s", "requests", "p50 ms", "p90 ms",
+        "p99 ms", "p99.9 ms", "max ms", "p99 vs base", "p99 from send ms", "errors", "send lag p99 ms",
+        "cache hits", "mean batch", "CPU ms/req", "generator CPU ms/req", "others' CPU",
     ]  # fmt: skip
+    base = next((o for o in runs if o.get("system") == "baseline"), None)
     rows = [
         [
-            f"{o['share']:.0%} of c{o['based_on']['concurrency']} ({_fmt(o['based_on']['rps'], 0)} req/s)",
+            f"{_open_loop_title(o)} {o['share']:.0%} of c{o['based_on']['concurrency']} "
+            f"({_fmt(o['based_on']['rps'], 0)} req/s)",
             _fmt(o["rate"]), _fmt(o["sent_rate"], 0), _fmt(o["throughput"], 0), _fmt(o["requests"]),
             _fmt(o["p50_ms"]), _fmt(o["p90_ms"]), _fmt(o["p99_ms"]), _fmt(o["p999_ms"]), _fmt(o["max_ms"]),
-            _fmt(o["errors_total"]), _fmt(o["send_lag_p99_ms"]), _pct(o["cache_hit_ratio"]),
-            _fmt(o["mean_batch_rows"], 1), _cpu_ms(o.get("cpu"), 3), _fmt(o.get("generator_ms_per_req"), 3),
-            _pct(o.get("other_cpu_share")),
+            "-" if base is None or o is base else _fmt(_ratio(o["p99_ms"], base["p99_ms"])),
+            _fmt(o.get("p99_from_send_ms")), _fmt(o["errors_total"]), _fmt(o["send_lag_p99_ms"]),
+            _pct(o["cache_hit_ratio"]), _fmt(o["mean_batch_rows"], 1), _cpu_ms(o.get("cpu"), 3),
+            _fmt(o.get("generator_ms_per_req"), 3), _pct(o.get("other_cpu_share")),
         ]
         for o in runs
     ]  # fmt: skip
     return _table(headers, rows, markdown)
+
+
+def _open_loop_title(summary: dict[str, Any]) -> str:
+    return "(e) baseline" if summary.get("system") == "baseline" else "(a) rtml misses"
 
 
 def _cpu_ms(cpu: dict[str, Any] | None, digits: int) -> str:
@@ -306,7 +313,8 @@ def _cpu_table(summary: dict[str, Any], markdown: bool) -> str:
         for c in summary["http"]
     ]
     rows += [
-        _cpu_row(f"(a) open loop {o['rate']:,} req/s", o.get("cpu")) for o in summary.get("open_loop", [])
+        _cpu_row(f"{_open_loop_title(o)} open loop {o['rate']:,} req/s", o.get("cpu"))
+        for o in summary.get("open_loop", [])
     ]
     rows += [
         _cpu_row(f"(d) {d['model']} {d['rows_per_message']} rows/msg", d.get("cpu"))
@@ -375,15 +383,18 @@ bench, its children and local Kafka/Redis during the measured run, as a share of
 CPU ms/req = CPU seconds (user + system, /proc/PID/stat, each process with its child processes)
 of the processes under test during the measured runs, over the 2xx answers (predictions seen for
 (d)): the baseline's one process for (e); gateway + workers + Kafka broker + Redis for rtml,
-broken down by process in the "CPU per answer" table (the load generator, wrk / vegeta / the (d)
+broken down by process in the "CPU per answer" table (the load generator, wrk / openloop / the (d)
 producer, is not counted). Other infra clients = processes outside the bench with a connection
 to the broker or Redis meanwhile (`ss -tnp`, PIDs in the JSON): their traffic is in the broker's
 and Redis's CPU too, so a non-zero count (a "*" after CPU ms/req) means those are overstated. Cores busy =
-that CPU over the wall time. Idle stack = the same processes' CPU with no traffic, right after
-start-up and again after all load and a 5 s settle, as % of one core. Open loop = vegeta at a
-constant rate (a share of the (a) c64 req/s) with a distinct body per request; latencies over
-every request sent, errors included; send lag = how late vegeta sent against its schedule (high
-= the load generator, not the server, fell behind)."""
+that CPU over the wall time. Idle stack = the same processes' CPU with no traffic, after
+start-up and again after all load, each after a 5 s settle, as % of one core. Open loop = bench/openloop
+at a constant rate (a share of the (a) c64 req/s for rtml, of its own c64 for the baseline) on
+256 pre-dialled connections, a distinct body per request; latencies from each request's
+scheduled time (a request waiting for a free connection is late, not absent), over every
+request sent, errors included; p99 from send = from when it was written (what wrk and vegeta
+report); send lag = written how late against the schedule (high = every connection was busy,
+or the generator fell behind)."""
 
 
 def markdown_summary(summary: dict[str, Any]) -> str:
@@ -400,7 +411,7 @@ def markdown_summary(summary: dict[str, Any]) -> str:
         f"other Kafka brokers at end: {summary['other_kafka_brokers_at_end'] or 'none'}",
         f"- Duration: {summary['duration_s']:.0f} s ({phases})",
         f"- Load generators: {summary['wrk'].split(' Copyright')[0]}"
-        + (f", {summary['vegeta']} (open loop)" if summary.get("vegeta") else ""),
+        + (f", {summary['open_loop_generator']} (open loop)" if summary.get("open_loop_generator") else ""),
         f"- CPU counted for: {_processes(summary.get('cpu_processes') or {})}",
         f"- CPU while it ran: machine busy {cpu['machine_busy_cpu_s']:.0f} CPU-s, bench and its "
         f"processes (incl. local Kafka/Redis) {cpu['bench_cpu_s']:.0f} CPU-s, other processes "

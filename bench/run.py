@@ -7,10 +7,11 @@ Phases, in order (each child stopped by PID before the next phase):
 2. local Kafka + Redis via ``rtml.infra.up`` (or KAFKA_BOOTSTRAP_SERVERS / REDIS_URL), then
    workers + gateway in a fresh topic namespace on their own ports; then ``--idle-seconds``
    without traffic: the stack's idle CPU;
-3. (a) predict with unique features (cache misses), then open-loop misses with vegeta at
-   ``--open-loop-share`` of the (a) c64 req/s, (b) predict with one feature vector (cache
-   hits), (c) batch_predict of 64 rows, all with wrk; gateway cache counters and worker batch
-   sizes scraped around every run;
+3. (a) predict with unique features (cache misses), then open-loop misses (``bench/openloop``,
+   latency from each request's scheduled time) at ``--open-loop-share`` of the (a) c64 req/s
+   (the baseline ran the same at that share of its own c64 in phase 1), (b) predict with one
+   feature vector (cache hits), (c) batch_predict of 64 rows, all with wrk; gateway cache
+   counters and worker batch sizes scraped around every run;
 4. (d) direct Kafka producers (iris_classifier, fraud_detector; 1 and 16 rows/message);
 5. RSS of every process; after a 5 s settle, idle CPU again; tables, ratios to the baseline,
    PASS/MISS against the targets; ``bench/out/results-<stamp>.json`` and ``.md``.
@@ -108,7 +109,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument(
         "--open-loop-share", type=float, default=0.8,
-        help="open-loop (vegeta) rate as a share of the (a) c64 req/s, after (a) (0 skips)",
+        help="open-loop rate as a share of the (a) and (e) c64 req/s, after each (0 skips)",
     )  # fmt: skip
     parser.add_argument(
         "--wait-quiet", type=float, default=0, metavar="S",
@@ -173,6 +174,8 @@ def run_baseline(run: Run) -> None:
         plan, probe = run.config.http, machine.CpuProbe(run.processes["baseline"])
         for concurrency in run.config.concurrency:
             run.cases.append(run_case(base_url, "baseline", "e_predict", concurrency, plan, probe=probe))
+        if "a" in run.config.scenarios:  # the reference for rtml's open-loop run
+            run_open_loop(run, "baseline", "e_predict", base_url, None, probe)
         for concurrency in run.config.batch_concurrency:
             run.cases.append(run_case(base_url, "baseline", "e_batch", concurrency, plan, probe=probe))
         run.memory["baseline_after_load"] = {"baseline": memory_mb(child.process.pid)}
@@ -209,7 +212,9 @@ def run_rtml(run: Run) -> None:
         ports = tuple(p for p in map(loopback_port, (services.bootstrap, services.redis_url)) if p)
         probe = machine.CpuProbe(run.processes["rtml"], ports)
         try:
-            measure_idle(run, probe, "before_load", settle_s=0)
+            # The same settle as after the load: the first seconds after start-up are the
+            # broker's and workers' one-off start work (JIT, group joins, warm-up calls), not idling.
+            measure_idle(run, probe, "before_load", settle_s=run.config.settle_s)
             run_http(run, stack, probe)
             run_kafka(run, stack, services.bootstrap, probe)
             measure_idle(run, probe, "after_all_load", settle_s=run.config.settle_s)
@@ -274,14 +279,22 @@ def run_http(run: Run, stack: RtmlStack, probe: machine.CpuProbe) -> None:
                 case = run_case(stack.base_url, "rtml", scenario, concurrency, plan, observe, probe)
                 run.cases.append(case)
             if scenario == "a_miss":
-                run_open_loop(run, stack, probe)
+                run_open_loop(run, "rtml", "a_miss", stack.base_url, _observer(stack), probe)
     run.memory["rtml_after_http"] = _memory(stack)
     run.phase("http", started)
 
 
-def run_open_loop(run: Run, stack: RtmlStack, probe: machine.CpuProbe) -> None:
-    """vegeta at ``open_loop_share`` of the (a) c64 req/s (the highest concurrency's without c64)."""
-    misses = [c for c in run.cases if c.system == "rtml" and c.scenario == "a_miss" and c.runs]
+def run_open_loop(
+    run: Run,
+    system: str,
+    scenario: str,
+    base_url: str,
+    observe: Callable[[], Snapshot] | None,
+    probe: machine.CpuProbe,
+) -> None:
+    """Open loop at ``open_loop_share`` of ``system``'s c64 req/s in ``scenario`` (the highest
+    concurrency's without c64): rtml's (a) misses, and the baseline's predict as the reference."""
+    misses = [c for c in run.cases if c.system == system and c.scenario == scenario and c.runs]
     if run.config.open_loop_share <= 0 or not misses:
         return
     base = next(
@@ -292,7 +305,7 @@ def run_open_loop(run: Run, stack: RtmlStack, probe: machine.CpuProbe) -> None:
     http = run.config.http
     plan = open_loop.OpenLoopPlan(http.duration_s, http.warmup_s, http.repeat)
     case = open_loop.run_open_loop(
-        stack.base_url, meta, based_on, run.config.open_loop_share, plan, _observer(stack), probe
+        system, base_url, meta, based_on, run.config.open_loop_share, plan, observe, probe
     )
     run.open_loop.append(case.summary())
 
@@ -366,7 +379,7 @@ def summarize(
         "command": " ".join([".venv/bin/python -m bench.run", *sys.argv[1:]]),
         "machine": facts,
         "wrk": wrk_version(),
-        "vegeta": open_loop.vegeta_version(open_loop.ensure_vegeta()) if run.open_loop else None,
+        "open_loop_generator": open_loop.generator_version() if run.open_loop else None,
         "quiet_check": quiet,
         "other_kafka_brokers_at_end": machine.kafka_brokers(exclude=set(local_infra_pids(run.settings))),
         "loadavg_at_end": list(os.getloadavg()),
@@ -393,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _stop_on_sigterm()
     ensure_wrk()
     if "a" in config.scenarios and config.open_loop_share > 0:
-        open_loop.ensure_vegeta()
+        open_loop.ensure_generator()
     settings = load_settings()
     quiet = _quiet_check(config, settings)
     began = time.monotonic()  # the bench's own duration excludes waiting for a quiet machine

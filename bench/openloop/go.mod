@@ -1,0 +1,3 @@
+module rtml/bench/openloop
+
+go 1.22
