@@ -337,7 +337,11 @@ class Report:
             f"requests without an answer that were not in flight at the gateway kill: {stray[:3]}"
         )
         steady = [o for o in self.outcomes if warm_up <= o.sent_at < self.phases[0].started]
-        assert steady and all(o.status == 200 for o in steady), "the stack was not healthy before the faults"
+        unhealthy = Counter((o.status, o.error_code) for o in steady if o.status != 200)
+        assert steady and not unhealthy, (
+            f"the stack was not healthy before the faults: {len(steady)} requests in the first 5 s, "
+            f"not 200: {dict(unhealthy)}, e.g. {[o for o in steady if o.status != 200][:3]}"
+        )
         for phase in self.phases:
             assert self.recovery_s(phase) <= RECOVERY_S[phase.name], self.text()
         ids = self.direct.acknowledged
