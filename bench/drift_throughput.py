@@ -248,13 +248,23 @@ def main() -> None:
     import os
 
     from bench.paths import REPO_ROOT
+    from bench.services import Infra
+    from runtime.settings import load_settings
 
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     out = REPO_ROOT / "bench" / "out"
-    result = {
-        "throughput": run(bootstrap, REPO_ROOT / "models", out),
-        "false_positives": false_positives(),
-    }
+    # The broker of KAFKA_BOOTSTRAP_SERVERS, else this checkout's local one, started here if it
+    # is not running (``make bench`` runs this after bench.run, which stops what it started).
+    settings = load_settings()
+    services = Infra.up(settings) if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else None
+    try:
+        bootstrap = services.bootstrap if services else os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        result = {
+            "throughput": run(bootstrap, REPO_ROOT / "models", out),
+            "false_positives": false_positives(),
+        }
+    finally:
+        if services is not None:
+            services.down(settings)
     print(json.dumps(result, indent=2))
 
 
