@@ -203,8 +203,8 @@ class GatewayRuntime:
         finally:
             # Only known models get their own label value, so arbitrary names cannot blow up cardinality.
             label = model if model in self.models else "_unknown"
-            metrics.REQUESTS.labels(endpoint, label, observation.version, str(status)).inc()
-            metrics.LATENCY.labels(endpoint, label).observe(time.perf_counter() - started)
+            metrics.REQUEST_SERIES.labels(endpoint, label, observation.version, str(status)).inc()
+            metrics.LATENCY_SERIES.labels(endpoint, label).observe(time.perf_counter() - started)
 
     def not_ready_reasons(self) -> list[str]:
         reasons = []

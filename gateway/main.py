@@ -16,6 +16,7 @@ from types import FrameType
 import uvicorn
 
 from gateway.app import create_app
+from gateway.http_protocol import OneWriteHttpToolsProtocol
 from gateway.lifecycle import GatewayRuntime
 from gateway.supervisor import supervise
 from runtime.logs import configure_logging
@@ -33,7 +34,7 @@ def run_gateway(settings: Settings) -> int:
         host=settings.gateway.host,
         port=settings.gateway.port,
         loop="uvloop",
-        http="httptools",
+        http=OneWriteHttpToolsProtocol,  # httptools, one write per response (gateway/http_protocol.py)
         access_log=False,
         server_header=False,
         timeout_keep_alive=settings.gateway.keep_alive_s,

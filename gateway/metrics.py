@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 from runtime.fleet import ServedRows
-from runtime.metric_series import remove_series
+from runtime.metric_series import Series, remove_series
 
 REQUESTS = Counter(
     "rtml_gateway_requests_total", "Prediction requests answered", ["endpoint", "model", "version", "status"]
@@ -44,6 +44,11 @@ REPLY_TOPICS_DELETED = Counter(
     "rtml_gateway_reply_topics_deleted_total", "Orphaned reply topics of gone gateways deleted here", []
 )
 
+REQUEST_SERIES = Series(REQUESTS)
+LATENCY_SERIES = Series(LATENCY)
+CACHE_SERIES = Series(CACHE)
+"""The per-request series, looked up once (runtime/metric_series.py)."""
+
 SERVED = ServedRows()
 """Cache hits answered here, per model, version and route, for the fleet heartbeat (the workers
 count what they answer)."""
@@ -60,3 +65,5 @@ def forget_version(model: str, version: str) -> None:
     """Stop exporting a version the gateway no longer serves (retired or gone from the registry)."""
     remove_series(REQUESTS, ("endpoint", "model", "version", "status"), model=model, version=version)
     remove_series(CACHE, ("model", "version", "result"), model=model, version=version)
+    REQUEST_SERIES.forget()
+    CACHE_SERIES.forget()

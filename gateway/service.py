@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -35,6 +34,7 @@ from runtime.errors import (
     from_code,
 )
 from runtime.features import check_row, check_rows
+from runtime.ids import new_id
 from runtime.kafka import PolledProducer
 from runtime.settings import Settings
 from runtime.tracing import kafka_headers
@@ -156,7 +156,7 @@ class PredictionService:
             check_rows(rows, metadata.n_features, model, metadata.version, field)
         timeout_s = self.timeout_s(timeout_ms)
         features: Sequence[Sequence[float]] = rows  # type: ignore[assignment]  # checked above
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or new_id()
         if self._tracing is not None:  # what the current (server) span served
             served: dict[str, str | int] = {"rtml.request_id": request_id, "rtml.model": model}
             self._tracing.annotate({**served, "rtml.version": metadata.version, "rtml.rows": len(features)})
@@ -192,14 +192,14 @@ class PredictionService:
         raw = await self._cache.get(cache_key(self._cache.prefix, model, tag, row, decimals))
         cached = decode_value(raw) if raw is not None else None
         if cached is None:
-            metrics.CACHE.labels(model, version, "miss" if raw is None else "corrupt").inc()
+            metrics.CACHE_SERIES.labels(model, version, "miss" if raw is None else "corrupt").inc()
             return None
-        metrics.CACHE.labels(model, version, "hit").inc()
+        metrics.CACHE_SERIES.labels(model, version, "hit").inc()
         metrics.SERVED.add(model, version, route, 1)
         label, probabilities = cached
         logged = self._log_cache_hit(request_id, model, version, row, label, probabilities, task, route)
         if logged is not None and not await _within(logged, timeout_s):
-            metrics.CACHE.labels(model, version, "unlogged").inc()
+            metrics.CACHE_SERIES.labels(model, version, "unlogged").inc()
             return None  # not answered from a record that may be lost: the worker path logs durably
         scores = [probabilities] if probabilities else None
         return Prediction(request_id, model, version, [label], scores, True, task, route)
@@ -284,16 +284,19 @@ class PredictionService:
             raise RequestIdInUse(f"request_id '{request_id}' is already in flight on this gateway")
         # Replies are matched by an id this gateway makes, never by the caller's request_id: a late
         # reply to an earlier request with the same id (after a 504) cannot answer a later one.
-        correlation = uuid.uuid4().hex.encode()
+        correlation = new_id().encode()
         future = self._replies.register(correlation)
         self._request_ids.add(request_id)
+        # The deadline is a plain timer that fails the future: asyncio.timeout() costs twice as
+        # much per request (a Timeout object, a reschedule and an uncancel) for the same effect.
+        deadline = future.get_loop().call_later(timeout_s, _expire, future)
         try:
             self._publish(correlation, request_id, model, version, features, use_cache, timeout_s, routing)
-            async with asyncio.timeout(timeout_s):
-                reply = await future
+            reply = await future
         except TimeoutError:
             raise self._timeout_error(correlation, model, timeout_s) from None
         finally:
+            deadline.cancel()
             self._replies.discard(correlation)
             self._undelivered.discard(correlation)
             self._request_ids.discard(request_id)
@@ -370,6 +373,11 @@ async def _within(future: asyncio.Future[bool], timeout_s: float) -> bool:
             return await asyncio.shield(future)
     except TimeoutError:
         return False
+
+
+def _expire(future: asyncio.Future[Reply]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 def _settle(future: asyncio.Future[bool], ok: bool) -> None:

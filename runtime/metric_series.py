@@ -4,6 +4,7 @@ partition), so dashboards and alerts do not keep seeing its last value."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client.metrics import MetricWrapperBase
 
@@ -23,3 +24,27 @@ def remove_series(metric: MetricWrapperBase, labelnames: Sequence[str], **match:
     for values in found:
         metric.remove(*values)
     return len(found)
+
+
+class Series:
+    """``metric.labels(*values)``, remembered: the hot path's lookups are one dict get.
+
+    Why: ``labels()`` checks and joins its arguments and takes the metric's lock every call (1.3 us
+    against 0.35 for the child's ``inc``), several times per request. Call :meth:`forget` after
+    removing series from the metric, or later updates would go to children no longer exported.
+    """
+
+    __slots__ = ("_children", "_metric")
+
+    def __init__(self, metric: MetricWrapperBase) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def labels(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
+
+    def forget(self) -> None:
+        self._children = {}
