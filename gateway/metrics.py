@@ -18,7 +18,7 @@ LATENCY = Histogram(
 )
 CACHE = Counter(
     "rtml_gateway_cache_total",
-    "Gateway cache lookups by model, version and result",
+    "Gateway cache lookups by model, version and result (skipped: left to the worker, gateway/hit_rate.py)",
     ["model", "version", "result"],
 )
 CACHE_ERRORS = Counter("rtml_gateway_cache_errors_total", "Redis failures (served uncached)", [])

@@ -18,6 +18,7 @@ from confluent_kafka import KafkaError, Message
 from gateway import metrics
 from gateway.cache import GatewayCache
 from gateway.coalesce import RequestCoalescer
+from gateway.hit_rate import HitRate
 from gateway.limits import RateLimiter
 from gateway.model_table import ModelTable
 from gateway.replies import Reply, ReplyRouter
@@ -89,6 +90,8 @@ class PredictionService:
         self._replies = replies
         self._cache = cache
         self._key_precision = settings.redis.key_precision
+        self._hits = HitRate()
+        """Recent single-row hit ratio: whether a lookup here pays while under load."""
         self._undelivered: set[bytes] = set()
         self._request_ids: set[str] = set()
         """Callers' request ids in flight (409 for a second one at once)."""
@@ -106,7 +109,7 @@ class PredictionService:
             fail=self._fail,
             max_message_bytes=self._gateway.max_body_bytes,
             busy_delay_s=self._gateway.coalesce_delay_us / 1_000_000,
-            busy=lambda: self._replies.in_flight >= BUSY_IN_FLIGHT,
+            busy=self._busy,
         )
 
     def trace_with(self, tracing: Tracing) -> None:
@@ -121,6 +124,10 @@ class PredictionService:
             sends.delivered(correlations)
 
         self._outgoing = self._coalescer(delivered=delivered)
+
+    def _busy(self) -> bool:
+        """Under load: enough requests await replies that a new one soon has company."""
+        return self._replies.in_flight >= BUSY_IN_FLIGHT
 
     @property
     def kafka_up(self) -> bool:
@@ -161,11 +168,17 @@ class PredictionService:
             served: dict[str, str | int] = {"rtml.request_id": request_id, "rtml.model": model}
             self._tracing.annotate({**served, "rtml.version": metadata.version, "rtml.rows": len(features)})
         worker_reads_cache = use_cache
-        if use_cache and len(features) == 1 and self._cache.available:
-            hit = await self._from_cache(request_id, model, metadata, features[0], routed.route, timeout_s)
-            if hit is not None:
-                return hit
-            worker_reads_cache = False  # just looked it up: a second read would miss as well
+        single_row_cached = use_cache and len(features) == 1 and self._cache.available
+        if single_row_cached:
+            if self._hits.worth_looking_up(self._busy()):
+                row = features[0]
+                hit = await self._from_cache(request_id, model, metadata, row, routed.route, timeout_s)
+                self._hits.observe(hit is not None)
+                if hit is not None:
+                    return hit
+                worker_reads_cache = False  # just looked it up: a second read would miss as well
+            else:  # under load and rows rarely repeat: the worker reads the cache (gateway/hit_rate.py)
+                metrics.CACHE_SERIES.labels(model, metadata.version, "skipped").inc()
         result = await self._round_trip(
             request_id,
             model,
@@ -175,6 +188,8 @@ class PredictionService:
             timeout_s,
             routing=(routing_key, routed.route),
         )
+        if single_row_cached and worker_reads_cache:
+            self._hits.observe(result.from_cache)
         return replace(result, task=metadata.task, route=routed.route)
 
     async def _from_cache(

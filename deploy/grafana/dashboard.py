@@ -62,6 +62,8 @@ def _model(selector: str = "") -> str:
 
 SINGLE = _model('endpoint=~"predict|v2_infer"')
 HITS = _model('result="hit"')
+LOOKED_UP = _model('result!="skipped"')
+"""Lookups made (a skipped one is left to the worker under load: gateway/hit_rate.py)."""
 PSI = _model('statistic="psi"')
 SERVER_ERRORS = _model('status=~"5.."')
 
@@ -183,7 +185,7 @@ ROWS: tuple[Row, ...] = (
                 (
                     q(
                         f"sum by (model) (rate(rtml_gateway_cache_total{HITS}[{RATE}])) / "
-                        f"sum by (model) (rate(rtml_gateway_cache_total{_model()}[{RATE}]))",
+                        f"sum by (model) (rate(rtml_gateway_cache_total{LOOKED_UP}[{RATE}]))",
                         "{{model}}",
                     ),
                 ),

@@ -13,6 +13,7 @@ import orjson
 import pytest
 from confluent_kafka import KafkaError
 
+from gateway import hit_rate
 from gateway import replies as replies_module
 from gateway.model_table import ModelTable
 from gateway.replies import ReplyRouter
@@ -264,3 +265,48 @@ async def test_a_dead_reply_consumer_fails_the_waiting_request(gateway: Gateway)
     with pytest.raises(Unavailable, match="reply consumer stopped"):
         await asyncio.wait_for(waiting, 2.0)
     assert orjson.loads(gateway.producer.produced[0].value)["requests"][0]["model"] == MODEL
+
+
+async def test_a_busy_gateway_leaves_the_lookup_to_the_worker_while_rows_rarely_hit(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gateway/hit_rate.py: under load with a hit ratio below MIN_HIT_RATIO the worker reads the
+    cache (use_cache true on the wire, no gateway read); hits the replies report bring the
+    gateway's own lookups back; lightly loaded it always looks up."""
+    worker_hits = False
+
+    def reply(request: PredictRequest) -> Reply:
+        return encode_reply(request, "1", [0], [[0.9, 0.05, 0.05]], [worker_hits], 1.0)
+
+    gateway.worker(reply)
+    monkeypatch.setattr(gateway.service, "_busy", lambda: True)
+    gateway.service._hits.ratio = 0.0  # as after a long run of random rows
+    answer = await gateway.service.predict(MODEL, None, [ROW])
+    assert gateway.cache.reads == [] and answer.from_cache is False
+    assert [r.use_cache for r in gateway.requests_sent()] == [True]  # the worker reads it
+
+    worker_hits = True  # the rows start repeating: the worker answers them from the cache
+    answered = 0
+    while gateway.service._hits.ratio < hit_rate.MIN_HIT_RATIO:
+        assert (await gateway.service.predict(MODEL, None, [ROW])).from_cache
+        answered += 1
+        assert answered < 60, "the workers' hits did not raise the ratio"
+    assert gateway.cache.reads == []
+    await gateway.service.predict(MODEL, None, [ROW])
+    assert len(gateway.cache.reads) == 1  # looking up again
+
+    gateway.service._hits.ratio = 0.0
+    monkeypatch.setattr(gateway.service, "_busy", lambda: False)
+    await gateway.service.predict(MODEL, None, [ROW])
+    assert len(gateway.cache.reads) == 2  # lightly loaded: always
+
+
+def test_the_hit_ratio_falls_below_the_threshold_after_a_few_hundred_misses() -> None:
+    rate = hit_rate.HitRate()
+    assert rate.worth_looking_up(busy=True)  # a new gateway looks up
+    misses = 0
+    while rate.worth_looking_up(busy=True):
+        rate.observe(False)
+        misses += 1
+    assert 300 < misses < 600
+    assert rate.worth_looking_up(busy=False)
