@@ -173,7 +173,7 @@ class GatewaySettings(BaseModel):
     race resets the connection and the caller sees a transport error instead of an answer."""
     backlog: int = Field(default=2048, ge=1)
     """Listen backlog (connections accepted by the kernel before the server takes them)."""
-    coalesce_delay_us: int = Field(default=2000, ge=0, le=100_000)
+    coalesce_delay_us: int = Field(default=4000, ge=0, le=100_000)
     """Under load (8 or more requests awaiting replies), hold a new request up to this long so
     more requests for its model share its Kafka message (gateway/coalesce.py): evenly spread
     arrivals otherwise go one per message and double the CPU per request. 0: always send at the
