@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import time
+import timeit
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,8 +25,25 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+SPEED_PROBE = "sum(range(1000))"
+"""A fixed pure-Python workload: its time says how fast this machine's CPU is right now."""
+
+
+def speed_probe_us() -> float:
+    """Microseconds per :data:`SPEED_PROBE`, best of 5 (lower is faster).
+
+    Why: the machines these benches run on differ up to 3x from one to the next and within the
+    hour, so an absolute figure (predictions/s, a p50) means little without the speed it was
+    measured at. Taken at the start and the end of a run; 16-20 us was a fast moment of the
+    2-core EPYC machines of 2026-12-07, 28 us a slow one."""
+    timer = timeit.Timer(SPEED_PROBE)
+    loops = 2000
+    return min(timer.repeat(repeat=5, number=loops)) / loops * 1e6
+
+
 def facts() -> dict[str, Any]:
     return {
+        "speed_probe_us_at_start": round(speed_probe_us(), 1),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "nproc": os.cpu_count(),
         "cpu_model": cpu_model(),

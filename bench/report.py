@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from bench.machine import GROUPS
+from bench.machine import GROUPS, SPEED_PROBE
 
 SCENARIO_TITLES = {
     "e_predict": "(e) baseline predict",
@@ -409,6 +409,8 @@ def markdown_summary(summary: dict[str, Any]) -> str:
         f"- Load average (1/5/15 min): at start {_loads(machine['loadavg_at_start'])}, "
         f"at end {_loads(summary['loadavg_at_end'])}; quiet check: {summary['quiet_check']}; "
         f"other Kafka brokers at end: {summary['other_kafka_brokers_at_end'] or 'none'}",
+        f"- CPU speed probe (`{SPEED_PROBE}`, us, lower is faster): at start "
+        f"{machine.get('speed_probe_us_at_start', '-')}, at end {summary.get('speed_probe_us_at_end', '-')}",
         f"- Duration: {summary['duration_s']:.0f} s ({phases})",
         f"- Load generators: {summary['wrk'].split(' Copyright')[0]}"
         + (f", {summary['open_loop_generator']} (open loop)" if summary.get("open_loop_generator") else ""),

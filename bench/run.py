@@ -383,6 +383,7 @@ def summarize(
         "quiet_check": quiet,
         "other_kafka_brokers_at_end": machine.kafka_brokers(exclude=set(local_infra_pids(run.settings))),
         "loadavg_at_end": list(os.getloadavg()),
+        "speed_probe_us_at_end": round(machine.speed_probe_us(), 1),
         "cpu": run.cpu.finish([]),
         "settings": dict(vars(args)),
         "duration_s": time.monotonic() - began,
