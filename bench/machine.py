@@ -109,6 +109,30 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+JIT_THREADS = ("C1 CompilerThre", "C2 CompilerThre")
+"""What the JVM names its JIT compiler threads (``comm`` is cut at 15 characters)."""
+
+
+def jit_cpu_s(pid: int) -> float | None:
+    """CPU seconds the JVM ``pid`` has spent compiling (its JIT threads); None if not readable."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    total = 0
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/comm") as comm:
+                if comm.read().strip() not in JIT_THREADS:
+                    continue
+            with open(f"/proc/{pid}/task/{task}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue  # a thread that ended meanwhile
+        total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
 def own_cpu_s() -> float:
     """This process plus its reaped children (baseline, wrk, gateway, workers once stopped)."""
     times = os.times()

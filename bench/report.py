@@ -397,6 +397,15 @@ report); send lag = written how late against the schedule (high = every connecti
 or the generator fell behind)."""
 
 
+def _warm_up(warm_up: dict[str, Any]) -> str:
+    if not warm_up:
+        return "none"
+    shares = ", ".join(
+        "-" if share is None else f"{share:.0%}" for share in warm_up["broker_jit_share_by_chunk"]
+    )
+    return f"{warm_up['seconds']:.0f} s of c16 misses (broker JIT, share of a core by 5 s chunk: {shares})"
+
+
 def markdown_summary(summary: dict[str, Any]) -> str:
     machine, cpu = summary["machine"], summary["cpu"]
     phases = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in summary["phases_s"].items())
@@ -412,6 +421,7 @@ def markdown_summary(summary: dict[str, Any]) -> str:
         f"- CPU speed probe (`{SPEED_PROBE}`, us, lower is faster): at start "
         f"{machine.get('speed_probe_us_at_start', '-')}, at end {summary.get('speed_probe_us_at_end', '-')}",
         f"- Duration: {summary['duration_s']:.0f} s ({phases})",
+        f"- Warm-up before the first measurement: {_warm_up(summary.get('warm_up') or {})}",
         f"- Load generators: {summary['wrk'].split(' Copyright')[0]}"
         + (f", {summary['open_loop_generator']} (open loop)" if summary.get("open_loop_generator") else ""),
         f"- CPU counted for: {_processes(summary.get('cpu_processes') or {})}",

@@ -1,12 +1,14 @@
-"""The bench's own arithmetic: the open-loop generator's CSV summary and the gateway's latency
-histogram deltas (bench/open_loop.py, bench/observe.py)."""
+"""The bench's own arithmetic: the open-loop generator's CSV summary, the gateway's latency
+histogram deltas and the machine readings (bench/open_loop.py, bench/observe.py, bench/machine.py)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from bench import machine
 from bench.observe import Snapshot, gateway_latency
 from bench.open_loop import LoadGeneratorError, parse_results
 
@@ -58,3 +60,13 @@ def test_gateway_latency_is_the_delta_between_snapshots() -> None:
     assert latency["p50_le_ms"] == pytest.approx(1.0)
     assert latency["p99_le_ms"] == pytest.approx(10.0)
     assert gateway_latency(Snapshot(before_samples, []), Snapshot(before_samples, []), "m") is None
+
+
+def test_jit_cpu_counts_only_a_jvms_compiler_threads() -> None:
+    # A Python process has no JIT compiler threads: zero, not its own CPU time.
+    assert machine.jit_cpu_s(os.getpid()) == 0.0
+    assert machine.jit_cpu_s(2**22 + 1) is None  # above pid_max: no such process
+
+
+def test_the_speed_probe_times_its_workload() -> None:
+    assert 0.1 < machine.speed_probe_us() < 10_000
