@@ -76,11 +76,14 @@ class KafkaSettings(BaseModel):
     """Partitions of each request topic: the upper bound on workers per model."""
     log_partitions: int = Field(default=4, ge=1)
     """Partitions of the prediction-log and dead-letter topics."""
-    fetch_wait_max_ms: int = Field(default=500, ge=0, le=10000)
+    fetch_wait_max_ms: int = Field(default=2000, ge=0, le=10000)
     """fetch.wait.max.ms of the request and reply consumers: how long the broker may hold an
     empty fetch. The broker answers a held fetch as soon as data arrives, so this bounds idle
     fetch traffic, not latency: at 5 ms every idle consumer cost the broker 200 fetches a second
-    (half a core for `make run`'s stack), at 500 ms two (bench/RESULTS.md)."""
+    (half a core for `make run`'s stack), at 500 ms two, at 2000 ms one every 2 s (the idle broker
+    2.6-2.9% of a core against 3.2-4.1% at 500, bench/RESULTS.md). What it does delay: a partition
+    newly assigned to a consumer whose other partitions are idle joins its next fetch, up to this
+    long later, and metadata requests on the fetch connection queue behind a held fetch."""
     delivery_timeout_ms: int = Field(default=30000, ge=1000)
     """message.timeout.ms of the durable producers (log, dead letters, alert dead letters): a write
     unacknowledged by then fails. The worker's waits for acknowledgements derive from it."""
