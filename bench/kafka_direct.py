@@ -110,7 +110,12 @@ def feature_stats(meta: ModelMetadata) -> tuple[np.ndarray, np.ndarray]:
 
 
 def produce_all(bootstrap: str, topic: str, values: list[bytes]) -> float:
-    """Produce every value as fast as the client takes them; returns seconds until flushed."""
+    """Produce every value as fast as the client takes them; returns seconds until flushed.
+
+    Each message is keyed (by its index), as a producer of events keys them by entity: the hash
+    partitioner spreads them evenly over the partitions. Unkeyed, librdkafka's sticky partitioner
+    sends each whole batch (thousands of messages in a burst like this one) to one partition, so
+    one worker gets up to twice its share and the measured rate is that worker's alone."""
     producer = Producer(
         {
             "bootstrap.servers": bootstrap,
@@ -123,10 +128,11 @@ def produce_all(bootstrap: str, topic: str, values: list[bytes]) -> float:
         }
     )
     started = time.monotonic()
-    for value in values:
+    for index, value in enumerate(values):
+        key = b"%d" % index
         while True:
             try:
-                producer.produce(topic, value)
+                producer.produce(topic, value, key)
                 break
             except BufferError:
                 producer.poll(0.01)

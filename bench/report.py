@@ -406,6 +406,16 @@ def _warm_up(warm_up: dict[str, Any]) -> str:
     return f"{warm_up['seconds']:.0f} s of c16 misses (broker JIT, share of a core by 5 s chunk: {shares})"
 
 
+def _jit_settle(settle: dict[str, Any]) -> str:
+    if not settle:
+        return "the fixed settle only"
+    shares = ", ".join(f"{share:.1%}" for share in settle["broker_jit_share_by_chunk"])
+    return (
+        f"{settle['seconds']:.0f} s without traffic until the broker's JIT was quiet "
+        f"(share of a core by 5 s chunk: {shares})"
+    )
+
+
 def markdown_summary(summary: dict[str, Any]) -> str:
     machine, cpu = summary["machine"], summary["cpu"]
     phases = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in summary["phases_s"].items())
@@ -422,6 +432,7 @@ def markdown_summary(summary: dict[str, Any]) -> str:
         f"{machine.get('speed_probe_us_at_start', '-')}, at end {summary.get('speed_probe_us_at_end', '-')}",
         f"- Duration: {summary['duration_s']:.0f} s ({phases})",
         f"- Warm-up before the first measurement: {_warm_up(summary.get('warm_up') or {})}",
+        f"- Settle before the first idle window: {_jit_settle(summary.get('jit_settle') or {})}",
         f"- Load generators: {summary['wrk'].split(' Copyright')[0]}"
         + (f", {summary['open_loop_generator']} (open loop)" if summary.get("open_loop_generator") else ""),
         f"- CPU counted for: {_processes(summary.get('cpu_processes') or {})}",

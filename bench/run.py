@@ -65,6 +65,11 @@ WARM_CHUNK_S = 5.0
 WARM_MAX_S = 90.0
 WARM_JIT_SHARE = 0.05
 """The stack is warm once the broker's JIT used under 5% of a core over a warm-up chunk."""
+QUIET_CHUNK_S = 5.0
+QUIET_MAX_S = 60.0
+QUIET_JIT_SHARE = 0.005
+"""Before the first idle window, the settle lasts until the broker's JIT used under 0.5% of a core
+over QUIET_CHUNK_S (at most QUIET_MAX_S): a broker in service finished compiling long ago."""
 OPEN_LOOP_BASE = 64
 """The (a) concurrency whose req/s sets the open-loop rate (else the highest one run)."""
 
@@ -163,6 +168,8 @@ class Run:
     idle: dict[str, dict[str, Any]] = field(default_factory=dict)
     warm_up: dict[str, Any] = field(default_factory=dict)
     """How long the stack was warmed before the first measurement, and why it stopped."""
+    jit_settle: dict[str, Any] = field(default_factory=dict)
+    """How long the first idle window waited for the broker's JIT to go quiet (:func:`settle_jit`)."""
     processes: dict[str, dict[str, int]] = field(default_factory=dict)
     """PIDs whose CPU was read, per system ("baseline", "rtml")."""
 
@@ -221,7 +228,8 @@ def run_rtml(run: Run) -> None:
             # The same settle as after the load: the first seconds after start-up are the
             # broker's and workers' one-off start work (JIT, group joins, warm-up calls), not idling.
             warm_up(run, stack, infra_pids.get("broker"))
-            measure_idle(run, probe, "before_load", settle_s=run.config.settle_s)
+            settled_s = settle_jit(run, infra_pids.get("broker"))
+            measure_idle(run, probe, "before_load", settle_s=max(0.0, run.config.settle_s - settled_s))
             run_http(run, stack, probe)
             run_kafka(run, stack, services.bootstrap, probe)
             measure_idle(run, probe, "after_all_load", settle_s=run.config.settle_s)
@@ -262,6 +270,32 @@ def warm_up(run: Run, stack: RtmlStack, broker_pid: int | None) -> None:
         f"warm-up: {run.warm_up['seconds']:.0f} s of c16 misses; broker JIT share of a core by chunk {chunks}"
     )
     run.phase("warm_up", started)
+
+
+def settle_jit(run: Run, broker_pid: int | None) -> float:
+    """Wait, without traffic, until the broker's JIT compiler is quiet; returns seconds waited.
+
+    Why: after the warm-up's traffic stops, the freshly started broker's C2 thread keeps compiling
+    for up to a minute (0.5-1.4% of a core 20-60 s later, RESULTS.md 2026-12-07 20:57Z), which an
+    idle window right after would count as the idle stack's. Bounded by QUIET_MAX_S."""
+    if broker_pid is None or run.config.idle_s <= 0:
+        return 0.0
+    started = time.monotonic()
+    chunks: list[float] = []
+    while time.monotonic() - started < QUIET_MAX_S:
+        before, began = machine.jit_cpu_s(broker_pid), time.monotonic()
+        time.sleep(QUIET_CHUNK_S)
+        after = machine.jit_cpu_s(broker_pid)
+        if before is None or after is None:
+            break
+        chunks.append(round((after - before) / (time.monotonic() - began), 4))
+        if chunks[-1] < QUIET_JIT_SHARE:
+            break
+    waited = time.monotonic() - started
+    run.jit_settle = {"seconds": round(waited, 1), "broker_jit_share_by_chunk": chunks}
+    print(f"JIT settle: {waited:.0f} s without traffic; broker JIT share of a core by chunk {chunks}")
+    run.phase("jit_settle", started)
+    return waited
 
 
 def local_infra_pids(settings: Settings) -> list[int]:
@@ -428,6 +462,7 @@ def summarize(
         "http_runs": cases,
         "open_loop": run.open_loop,
         "warm_up": run.warm_up,
+        "jit_settle": run.jit_settle,
         "direct": report.direct_table(run.direct, cases, run.config.http.batch_rows),
         "memory": run.memory,
         "idle": run.idle,

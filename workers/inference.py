@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnxruntime as ort
@@ -79,6 +79,18 @@ class _Loaded:
     runtimes: dict[str, ModelRuntime]
     registered: list[str]
     policy: ModelPolicy | None
+    unrouted: tuple[ModelRuntime, Routed] | None = field(init=False, default=None)
+    """What every request without a version gets when no split or canary makes it depend on its
+    routing key: resolved once here, not per message (the direct path's hot loop)."""
+
+    def __post_init__(self) -> None:
+        policy = self.policy
+        if policy is not None and (policy.split or policy.running_canary is not None):
+            return
+        default = default_version(policy, self.registered)
+        runtime = self.runtimes.get(default) if default is not None else None
+        if default is not None and runtime is not None:
+            object.__setattr__(self, "unrouted", (runtime, Routed(default, "default")))
 
 
 class RuntimeTable:
@@ -176,6 +188,8 @@ class RuntimeTable:
 
     def _resolve(self, version: str | None, routing_key: str | None) -> tuple[ModelRuntime, Routed]:
         state = self._state
+        if version is None and state.unrouted is not None:
+            return state.unrouted
         routed = route(state.policy, state.registered, self.model, version, routing_key)
         runtime = state.runtimes.get(routed.version)
         if runtime is None:
